@@ -1,0 +1,61 @@
+"""ResNet-18 (He et al., 2016) on a one-channel log-mel input.
+
+The reference audio CIL toolbox uses ResNet-18; here its first convolution takes the
+single log-mel channel directly instead of repeating the spectrogram to three channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return torch.relu(h + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18: stem, four stages of two basic blocks, global average pooling.
+
+    Args:
+        in_channels: 1 for a log-mel spectrogram.
+        width: channels of the first stage (64 in the original).
+        stem_stride: stride of the 7x7 stem convolution and the max-pool after it; 2 as in
+            the original, 1 for short inputs.
+
+    Shapes: (B, in_channels, F, T) -> (B, out_dim) with ``out_dim = 8 * width``.
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 64, stem_stride: int = 2) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, w, 7, stem_stride, 3, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stem_stride, 1),
+        )
+        stages = []
+        cin = w
+        for i, cout in enumerate([w, 2 * w, 4 * w, 8 * w]):
+            stride = 1 if i == 0 else 2
+            stages += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.out_dim = 8 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x)).mean(dim=(2, 3))  # (B, 8w)

@@ -1,0 +1,46 @@
+"""A small CNN for CPU runs: four conv blocks, global pooling, ~0.3M parameters."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class SmallCNN(nn.Module):
+    """Conv(32)-Conv(64)-Conv(128)-Conv(256) with 2x2 pooling and global mean+max pooling.
+
+    Args:
+        in_channels: input channels (1 for a log-mel spectrogram).
+        width: channels of the first block; each later block doubles it.
+        dropout: dropout on the embedding.
+
+    Shapes: (B, in_channels, F, T) -> (B, out_dim) with ``out_dim = 8 * width``.
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 32, dropout: float = 0.1) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _block(in_channels, w, True),
+            _block(w, 2 * w, True),
+            _block(2 * w, 4 * w, True),
+            _block(4 * w, 8 * w, False),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.out_dim = 8 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)  # (B, 8w, F/8, T/8)
+        h = h.mean(dim=(2, 3)) + h.amax(dim=(2, 3))  # (B, 8w)
+        return self.dropout(h)

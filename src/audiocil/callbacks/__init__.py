@@ -1,0 +1,1 @@
+"""Lightning callbacks: the task sequencer and the in-task checkpoint."""

@@ -1,0 +1,140 @@
+"""The task sequencer: drives a stream of tasks through stock Lightning Trainers.
+
+For each task it (1) reseeds, (2) lets the strategy grow and chooses the training clips,
+(3) fits with a fresh ``Trainer`` (so DDP re-wraps the grown model), (4) runs the
+strategy's end-of-task work, (5) tests on every class seen so far, and (6) writes a task
+checkpoint, the per-step CSV and ``results.json``. As a callback it also reseeds each
+epoch from (seed, task, epoch) and keeps the logger's step counter running across tasks,
+so an interrupted task resumed from its last epoch reproduces the same batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.seed import seed_everything
+
+from audiocil.results import RunRecord, write_outputs
+from audiocil.scenarios.standard import Task
+
+log = logging.getLogger(__name__)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class EpochCheckpoint(L.Callback):
+    """Writes ``last.ckpt`` atomically at the end of every training epoch of a task."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier()
+
+
+class TaskSequencer(L.Callback):
+    """Runs the tasks and records the results.
+
+    Args:
+        tasks: the scenario's tasks.
+        run_dir: the run's output directory.
+        record: what is known of the run so far (restored on resume).
+        seed: the run's seed.
+    """
+
+    def __init__(self, tasks: list[Task], run_dir: Path, record: RunRecord, seed: int) -> None:
+        self.tasks, self.run_dir, self.record, self.seed = tasks, run_dir, record, seed
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.step_offset = 0
+        self.current: Task | None = None
+
+    # ---- Lightning hooks ------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # continue the logger's step count across the per-task trainers
+        loop = trainer.fit_loop.epoch_loop
+        loop._batches_that_stepped = max(loop._batches_that_stepped, self.step_offset)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        task = self.current.index if self.current else 0
+        torch.manual_seed(self.seed * 1_000_003 + task * 1009 + trainer.current_epoch)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.step_offset = trainer.fit_loop.epoch_loop._batches_that_stepped
+
+    def state_dict(self) -> dict:
+        return {"step_offset": self.step_offset}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_offset = state["step_offset"]
+
+    # ---- the stream ------------------------------------------------------------------------
+    def run(self, strategy, dm, make_trainer: Callable[..., L.Trainer], start: int = 0) -> RunRecord:
+        for task in self.tasks[start:]:
+            self.run_task(task, strategy, dm, make_trainer)
+        return self.record
+
+    def run_task(self, task: Task, strategy, dm, make_trainer: Callable[..., L.Trainer]) -> None:
+        self.current = task
+        t0 = time.time()
+        seed_everything(self.seed * 7919 + task.index, workers=True, verbose=False)
+        log.info("task %d/%d: classes %d..%d (%d new)", task.index + 1, len(self.tasks),
+                 task.known, task.total - 1, task.new)
+        strategy.before_task(task, dm)
+        if task.index == 0:
+            frontend = strategy.network.frontend
+            mean, std = dm.first_task_stats(range(task.total), frontend if dm.cache == "waveform" else None)
+            frontend.set_stats(mean, std)
+        dm.set_task(task.index, strategy.train_indices(task, dm), task.total, strategy.batch_size)
+
+        task_dir = self.ckpt_dir / f"task_{task.index}"
+        task_dir.mkdir(parents=True, exist_ok=True)
+        last = task_dir / "last.ckpt"
+        trainer = make_trainer(max_epochs=strategy.epochs(task),
+                               callbacks=[self, EpochCheckpoint(last)])
+        resume_from = str(last) if last.exists() else None
+        if resume_from:
+            log.info("task %d: resuming inside the task from %s", task.index, last)
+        trainer.fit(strategy, datamodule=dm, ckpt_path=resume_from)
+        strategy.after_task(task, dm)
+
+        scores = self.evaluate(trainer, strategy, dm, task)
+        self.record.add_step(task, scores, time.time() - t0,
+                             sum(p.numel() for p in strategy.parameters()),
+                             len(strategy.memory) if getattr(strategy, "memory", None) else 0,
+                             strategy.memory.nbytes(dm.sample_nbytes) if getattr(strategy, "memory", None) else None)
+        if trainer.is_global_zero:
+            _atomic_torch_save({"task": task.index, "strategy": strategy, "datamodule": dm.state_dict(),
+                                "sequencer": self.state_dict(), "record": self.record.state_dict()},
+                               self.ckpt_dir / f"task_{task.index}.pt")
+            if last.exists():
+                last.unlink()  # superseded by the task checkpoint
+            write_outputs(self.record, self.run_dir)
+            log.info("\n%s", self.record.table())
+        trainer.strategy.barrier()
+
+    def evaluate(self, trainer: L.Trainer, strategy, dm, task: Task) -> dict[str, dict]:
+        """Top-1 / top-k per seen task, over the test clips of every seen class."""
+        task_of_class = torch.zeros(task.total, dtype=torch.long)
+        for t in self.tasks[: task.index + 1]:
+            task_of_class[t.known:t.total] = t.index
+        strategy.setup_eval(task_of_class, task.index + 1)
+        trainer.test(strategy, dataloaders=dm.test_dataloader(), verbose=False)
+        out = {}
+        for name, metric in strategy.eval_metrics.items():
+            out[name] = {k: v.cpu().reshape(-1).tolist() if k.endswith("per_task") else float(v)
+                         for k, v in metric.compute().items()}
+        return out

@@ -1,0 +1,220 @@
+"""The datamodule: cached features in memory, served one task at a time.
+
+Class ids are remapped to their position in the class order, so the classes of task t
+occupy the contiguous positions ``known..total-1`` of a growing classifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from audiocil.data.cache import cached_array
+from audiocil.data.catalog import SPLITS, AudioDataset
+
+log = logging.getLogger(__name__)
+
+
+class ArrayDataset(Dataset):
+    """Items ``(x, y, i)`` of a subset of an in-memory array: input, target, dataset index."""
+
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor, indices: np.ndarray) -> None:
+        self.data, self.targets, self.indices = data, targets, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i = int(self.indices[k])
+        return self.data[i], self.targets[i], i
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation drawn from (seed, epoch): a resumed run sees the same batches."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 10007 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Shards an evaluation set across ranks without padding: each item is scored once."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class CILDataModule(L.LightningDataModule):
+    """Serves the current task's training data and the seen classes' evaluation data.
+
+    Args:
+        dataset: the loaded :class:`AudioDataset`.
+        class_order: dataset class ids in arrival order.
+        cache_dir: where the feature cache lives (``paths.cache_dir``).
+        frontend: log-mel settings (``dataset.frontend``).
+        cache: ``"features"`` caches log-mels; ``"waveform"`` caches audio and leaves the
+            log-mel to the model's front end on the training device.
+        on_bad_file: ``"error"`` or ``"skip"``.
+        num_workers: DataLoader workers (data is in memory: 0 is usually fastest).
+        seed: seeds the per-epoch shuffles.
+    """
+
+    def __init__(self, dataset: AudioDataset, class_order: Sequence[int], cache_dir: str,
+                 frontend: dict, cache: str = "features", on_bad_file: str = "error",
+                 num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        if cache not in ("features", "waveform"):
+            raise ValueError(f"data.cache must be features|waveform, got {cache!r}")
+        self.dataset = dataset
+        self.order = list(class_order)
+        self.position = np.empty(len(self.order), dtype=np.int64)
+        self.position[self.order] = np.arange(len(self.order))
+        self.cache_dir, self.frontend_cfg, self.cache = cache_dir, dict(frontend), cache
+        self.on_bad_file, self.num_workers, self.seed = on_bad_file, num_workers, seed
+        self.data: dict[str, torch.Tensor] = {}
+        self.targets: dict[str, torch.Tensor] = {}
+        self.valid: dict[str, np.ndarray] = {}
+        self.skipped: dict[str, list[str]] = {}
+        self.batch_size = 32
+        self.train_indices = np.zeros(0, dtype=np.int64)
+        self.n_seen = 0
+        self.task = 0
+
+    # ---- loading -----------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Build (or open) the cache of every split and hold it in memory."""
+        if self.data:
+            return
+        for split in SPLITS:
+            data, keep, meta = cached_array(
+                self.dataset, split, self.cache_dir,
+                self.frontend_cfg if self.cache == "features" else None, self.on_bad_file)
+            self.data[split] = torch.from_numpy(np.array(data))  # into memory
+            targets = self.dataset.splits[split].targets
+            if self.dataset.multilabel:
+                self.targets[split] = torch.from_numpy(targets[:, self.order].astype(np.float32))
+            else:
+                self.targets[split] = torch.from_numpy(self.position[targets])
+            self.valid[split] = np.flatnonzero(keep)
+            self.skipped[split] = meta["skipped"]
+
+    @property
+    def sample_nbytes(self) -> int:
+        x = self.data["train"]
+        return int(x[0].numel() * x.element_size())
+
+    def class_positions(self, split: str) -> np.ndarray:
+        """(N,) class position of each clip of a single-label split."""
+        return self.targets[split].numpy()
+
+    def indices_of(self, positions: Sequence[int], split: str = "train") -> np.ndarray:
+        """Valid clip indices whose class position is in ``positions`` (single-label)."""
+        valid = self.valid[split]
+        if self.dataset.multilabel:
+            hits = self.targets[split][valid][:, list(positions)].sum(1) > 0
+            return valid[hits.numpy()]
+        return valid[np.isin(self.class_positions(split)[valid], list(positions))]
+
+    def by_class(self, positions: Sequence[int], split: str = "train") -> dict[int, np.ndarray]:
+        """Class position -> valid clip indices of that class (single-label)."""
+        pos = self.class_positions(split)
+        valid = self.valid[split]
+        return {int(c): valid[pos[valid] == c] for c in positions}
+
+    def first_task_stats(self, positions: Sequence[int], frontend: torch.nn.Module | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-mel-bin mean and std of the given classes' training log-mels, (F,) each."""
+        idx = self.indices_of(positions)
+        total, total_sq, count = None, None, 0
+        for a in range(0, len(idx), 256):
+            x = self.data["train"][idx[a:a + 256]]
+            if frontend is not None:
+                with torch.no_grad():
+                    x = frontend.features(x)[:, 0]  # (B, F, T)
+            x = x.double()
+            s, sq = x.sum(dim=(0, 2)), (x**2).sum(dim=(0, 2))
+            total = s if total is None else total + s
+            total_sq = sq if total_sq is None else total_sq + sq
+            count += x.shape[0] * x.shape[2]
+        mean = total / count
+        std = (total_sq / count - mean**2).clamp(min=0).sqrt()
+        return mean.float(), std.float()
+
+    # ---- the current task -------------------------------------------------------------
+    def set_task(self, task: int, train_indices: np.ndarray, n_seen: int, batch_size: int) -> None:
+        """Serve ``train_indices`` for training and classes ``0..n_seen-1`` for evaluation."""
+        self.task, self.n_seen, self.batch_size = task, n_seen, batch_size
+        self.train_indices = np.asarray(train_indices, dtype=np.int64)
+        if len(self.train_indices) == 0:
+            raise ValueError(f"task {task} has no training data")
+
+    def subset(self, indices: np.ndarray, split: str = "train") -> ArrayDataset:
+        return ArrayDataset(self.data[split], self.targets[split], indices)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.subset(self.train_indices)
+        world, rank = self._world()
+        seed = self.seed * 1000 + self.task
+        sampler: Sampler[int]
+        if world > 1:
+            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        else:
+            sampler = EpochShuffleSampler(len(ds), seed)
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=False,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def eval_dataloader(self, split: str, positions: Sequence[int] | None = None,
+                        distributed: bool = True) -> DataLoader:
+        """Clips of the seen classes (or of ``positions``), each served exactly once."""
+        pos = range(self.n_seen) if positions is None else positions
+        ds = self.subset(self.indices_of(pos, split), split)
+        world, rank = self._world() if distributed else (1, 0)
+        sampler = UnpaddedDistributedSampler(ds, world, rank) if world > 1 else None
+        return DataLoader(ds, batch_size=max(self.batch_size, 128), sampler=sampler,
+                          shuffle=False, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")
+
+    def steps_per_epoch(self) -> int:
+        world, _ = self._world()
+        return math.ceil(len(self.train_indices) / world / self.batch_size)
+
+    def state_dict(self) -> dict:
+        return {"task": self.task, "n_seen": self.n_seen, "train_indices": self.train_indices.tolist(),
+                "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task, self.n_seen, self.batch_size = state["task"], state["n_seen"], state["batch_size"]
+        self.train_indices = np.asarray(state["train_indices"], dtype=np.int64)

@@ -1,0 +1,1 @@
+"""CIL methods: one LightningModule strategy per module, configured by conf/method/<name>.yaml."""

@@ -1,0 +1,11 @@
+"""Finetune: train on each task's data alone, with no defence against forgetting.
+
+The lower bound of class-incremental learning: cross-entropy over every class seen so
+far, on the new task's clips only (as the reference toolbox's ``finetune``).
+"""
+
+from audiocil.methods.base import Strategy
+
+
+class Finetune(Strategy):
+    """Naive sequential training; everything it needs is in :class:`Strategy`."""

@@ -1,0 +1,132 @@
+"""One experiment: compose the parts from the config, run the task stream, write results."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from audiocil.callbacks.sequencer import TaskSequencer
+from audiocil.data.datamodule import CILDataModule
+from audiocil.data.frontend import Frontend, LogMel, SpecAugment
+from audiocil.results import RunRecord, atomic_write_text, write_outputs
+from audiocil.scenarios.standard import class_order, split_tasks
+
+log = logging.getLogger(__name__)
+RUN_DIR_ENV = "AUDIOCIL_RUN_DIR"  # lets DDP worker processes find their run directory
+
+
+def build_frontend(cfg: DictConfig) -> Frontend:
+    fe = cfg.dataset.frontend
+    logmel = None
+    if cfg.data.cache == "waveform":
+        logmel = LogMel(fe.sample_rate, fe.n_fft, fe.hop_length, fe.n_mels, fe.f_min, fe.f_max,
+                        fe.log_floor)
+    aug = cfg.augment
+    spec = SpecAugment(aug.freq_masks, aug.freq_width, aug.time_masks, aug.time_width) \
+        if aug.spec_augment else None
+    return Frontend(fe.n_mels, logmel, spec)
+
+
+def build_strategy(cfg: DictConfig) -> L.LightningModule:
+    """The method's strategy, on the configured backbone and front end."""
+    backbone = build_named(cfg.backbone)
+    return build_named(cfg.method, backbone=backbone, frontend=build_frontend(cfg), seed=cfg.seed)
+
+
+def build_named(node: DictConfig, **extra):
+    """Instantiate a group config whose ``name`` key labels it rather than being an argument."""
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(kwargs, dict)
+    cls = get_class(kwargs.pop("_target_"))
+    kwargs.pop("name", None)
+    return cls(**kwargs, **extra)
+
+
+def make_trainer_factory(cfg: DictConfig, run_dir: Path, logger):
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(trainer_kwargs, dict)
+
+    def make(max_epochs: int, callbacks: list) -> L.Trainer:
+        return L.Trainer(max_epochs=max_epochs, callbacks=callbacks, logger=logger,
+                         default_root_dir=str(run_dir), enable_checkpointing=False,
+                         num_sanity_val_steps=0, **trainer_kwargs)
+    return make
+
+
+def latest_task_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / "checkpoints").glob("task_*.pt"),
+                   key=lambda p: int(p.stem.split("_")[1]))
+    return found[-1] if found else None
+
+
+def resolve_run(cfg: DictConfig, hydra_dir: Path) -> tuple[DictConfig, Path]:
+    """The config and directory of this run: a new one, or the one being resumed."""
+    if os.environ.get(RUN_DIR_ENV):  # a DDP worker: rank 0 chose the directory
+        run_dir = Path(os.environ[RUN_DIR_ENV])
+        return OmegaConf.load(run_dir / "config.yaml"), run_dir  # type: ignore[return-value]
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise FileNotFoundError(
+                f"resume={cfg.resume}: no config.yaml there. Point resume= at the run directory "
+                "of an earlier run (it holds config.yaml, checkpoints/ and results.json).")
+        log.info("resuming %s with its own config.yaml (other overrides are ignored)", run_dir)
+        return OmegaConf.load(saved), run_dir  # type: ignore[return-value]
+    run_dir = hydra_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return cfg, run_dir
+
+
+def run(cfg: DictConfig, hydra_dir: Path) -> dict:
+    """Run (or resume) one experiment and return its ``results.json`` content."""
+    cfg, run_dir = resolve_run(cfg, hydra_dir)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    torch.set_float32_matmul_precision("high")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dataset = instantiate(cfg.dataset.loader)
+    order = class_order(dataset.num_classes, cfg.scenario.class_order_seed,
+                        list(cfg.scenario.class_order) if cfg.scenario.class_order else None)
+    tasks = split_tasks(order, cfg.scenario.init_cls, cfg.scenario.increment)
+    dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
+                       cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
+                       num_workers=cfg.data.num_workers, seed=cfg.seed)
+    dm.prepare()
+
+    meta = {"method": cfg.method.name, "dataset": cfg.dataset.name, "scenario": cfg.scenario.name,
+            "seed": cfg.seed, "backbone": cfg.backbone.name, "class_order": order,
+            "class_names": [dataset.class_names[c] for c in order],
+            "tasks": [list(t.classes) for t in tasks],
+            "skipped_files": {k: len(v) for k, v in dm.skipped.items()}}
+    record = RunRecord(meta)
+    strategy = build_strategy(cfg)
+    logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    sequencer = TaskSequencer(tasks, run_dir, record, cfg.seed)
+
+    start = 0
+    ckpt = latest_task_checkpoint(run_dir)
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        strategy = state["strategy"]
+        dm.load_state_dict(state["datamodule"])
+        sequencer.load_state_dict(state["sequencer"])
+        sequencer.record = RunRecord.from_state(state["record"])
+        start = state["task"] + 1
+        log.info("resuming after task %d from %s", state["task"], ckpt)
+    if start >= len(tasks):
+        log.info("all %d tasks were already done", len(tasks))
+    record = sequencer.run(strategy, dm, make_trainer_factory(cfg, run_dir, logger), start)
+    if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
+        write_outputs(record, run_dir)
+        print(f"\n{record.table()}\nresults: {run_dir / 'results.json'}")
+    return record.to_json()

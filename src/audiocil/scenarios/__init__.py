@@ -1,0 +1,1 @@
+"""Scenarios: how a dataset's classes become a stream of tasks."""
