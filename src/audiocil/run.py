@@ -65,9 +65,14 @@ def latest_task_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _is_ddp_worker() -> bool:
+    """True in the processes that Lightning's DDP launcher starts beside rank 0."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK"))
+
+
 def resolve_run(cfg: DictConfig, hydra_dir: Path) -> tuple[DictConfig, Path]:
     """The config and directory of this run: a new one, or the one being resumed."""
-    if os.environ.get(RUN_DIR_ENV):  # a DDP worker: rank 0 chose the directory
+    if _is_ddp_worker() and os.environ.get(RUN_DIR_ENV):  # rank 0 chose the directory
         run_dir = Path(os.environ[RUN_DIR_ENV])
         return OmegaConf.load(run_dir / "config.yaml"), run_dir  # type: ignore[return-value]
     if cfg.resume:

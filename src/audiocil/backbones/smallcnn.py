@@ -18,7 +18,8 @@ def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """Conv(32)-Conv(64)-Conv(128)-Conv(256) with 2x2 pooling and global mean+max pooling.
+    """Conv(32)-Conv(64)-Conv(128)-Conv(256) with 2x2 pooling, global mean+max pooling and a
+    batch-normalised embedding.
 
     Args:
         in_channels: input channels (1 for a log-mel spectrogram).
@@ -37,10 +38,11 @@ class SmallCNN(nn.Module):
             _block(2 * w, 4 * w, True),
             _block(4 * w, 8 * w, False),
         )
+        self.norm = nn.BatchNorm1d(8 * w)  # keeps the embedding's scale steady at PyCIL's lr 0.1
         self.dropout = nn.Dropout(dropout)
         self.out_dim = 8 * w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x)  # (B, 8w, F/8, T/8)
         h = h.mean(dim=(2, 3)) + h.amax(dim=(2, 3))  # (B, 8w)
-        return self.dropout(h)
+        return self.dropout(self.norm(h))

@@ -68,9 +68,12 @@ class TaskSequencer(L.Callback):
         loop = trainer.fit_loop.epoch_loop
         loop._batches_that_stepped = max(loop._batches_that_stepped, self.step_offset)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch,
+                             batch_idx: int) -> None:
+        # dropout and augmentation draw from (seed, task, epoch, batch): a run resumed from an
+        # epoch checkpoint repeats exactly what the uninterrupted run would have done
         task = self.current.index if self.current else 0
-        torch.manual_seed(self.seed * 1_000_003 + task * 1009 + trainer.current_epoch)
+        torch.manual_seed(hash((self.seed, task, trainer.current_epoch, batch_idx)) % (2**62))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.step_offset = trainer.fit_loop.epoch_loop._batches_that_stepped
@@ -109,6 +112,7 @@ class TaskSequencer(L.Callback):
         if resume_from:
             log.info("task %d: resuming inside the task from %s", task.index, last)
         trainer.fit(strategy, datamodule=dm, ckpt_path=resume_from)
+        strategy.to(trainer.strategy.root_device)  # fit's teardown leaves the model on the CPU
         strategy.after_task(task, dm)
 
         scores = self.evaluate(trainer, strategy, dm, task)

@@ -1,0 +1,1 @@
+"""Losses and regularisers of the CIL methods, as pure functions of tensors."""

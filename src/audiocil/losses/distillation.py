@@ -1,0 +1,46 @@
+"""Knowledge distillation between a frozen teacher and the student (LwF, iCaRL).
+
+Hinton et al. (2015, "Distilling the knowledge in a neural network") soften both
+distributions with a temperature ``T`` and match them. Two conventions matter when
+comparing numbers across codebases:
+
+* **Value**: :func:`kd_loss` returns the soft-target *cross-entropy*
+  ``-sum_c p_T(teacher)_c * log p_T(student)_c`` averaged over the batch, which is what the
+  reference toolbox (PyCIL's ``lwf`` / ``icarl``) optimises. It differs from the KL
+  divergence only by the teacher's entropy, a constant w.r.t. the student, so the
+  gradients are identical; but the value is not zero when the student matches.
+* **T² scaling**: the gradient of a softened loss shrinks as ``1/T²``; Hinton et al.
+  multiply the loss by ``T²`` to keep its scale independent of ``T``. PyCIL does *not*
+  (its LwF weight ``lamda=3`` and iCaRL weight 1 are tuned without it), so the default here
+  is ``scale_t2=False``; pass ``scale_t2=True`` for the Hinton convention.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 2.0,
+            scale_t2: bool = False) -> torch.Tensor:
+    """Distillation loss of ``student_logits`` towards ``teacher_logits``.
+
+    Args:
+        student_logits: (B, C) logits of the student on the teacher's classes.
+        teacher_logits: (B, C) logits of the frozen teacher (no gradient flows into them).
+        T: softmax temperature (> 0).
+        scale_t2: multiply by ``T**2`` (Hinton et al.'s convention); off as in PyCIL.
+
+    Returns:
+        A scalar: the soft cross-entropy summed over classes and averaged over the batch
+        (zero for an empty batch or zero classes).
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"kd_loss: student {tuple(student_logits.shape)} and teacher "
+                         f"{tuple(teacher_logits.shape)} logits differ in shape")
+    if student_logits.numel() == 0:
+        return student_logits.sum() * 0.0
+    log_p = F.log_softmax(student_logits.float() / T, dim=1)
+    q = F.softmax(teacher_logits.detach().float() / T, dim=1)
+    loss = -(q * log_p).sum(dim=1).mean()
+    return loss * (T * T) if scale_t2 else loss

@@ -1,0 +1,68 @@
+"""iCaRL: Incremental Classifier and Representation Learning (Rebuffi et al., CVPR 2017),
+as run by the reference toolbox (PyCIL's ``models/icarl.py``).
+
+Representation learning: cross-entropy over every seen class on the new task's clips plus
+the exemplars, plus the distillation of the previous network's softened outputs into the
+old-class logits (weight 1, ``T`` = 2; PyCIL's softmax distillation rather than the paper's
+sigmoid binary cross-entropy). Exemplars: a herding memory of 2000 clips shared by all seen
+classes. Classification: besides the trained head ("cnn"), the nearest mean of exemplars
+("nme"): after each task, the mean of the L2-normalised embeddings of each class's
+exemplars (renormalised), computed with the current network; a clip goes to the class whose
+mean is nearest in squared Euclidean distance between normalised vectors. The paper and its
+code also average the embeddings of horizontally flipped images; flipping a spectrogram in
+time or frequency is not label-preserving for audio, so no flip is used (PyCIL's current
+code uses none either). PyCIL's schedule: SGD lr 0.1, 200 epochs (60/120/170, weight decay
+5e-4), then 170 epochs (80/120, weight decay 2e-4), batch 128.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audiocil.methods.lwf import LwF
+from audiocil.scenarios.standard import Task
+
+
+def class_mean(features: torch.Tensor) -> torch.Tensor:
+    """(D,) unit-norm mean of the unit-normalised rows of ``features`` (N, D); 0 if N = 0."""
+    if len(features) == 0:
+        return torch.zeros(features.shape[1])
+    return F.normalize(F.normalize(features.float(), dim=1).mean(dim=0), dim=0)
+
+
+def nme_logits(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """(B, C) minus the squared distance of each normalised feature (B, D) to each mean (C, D)."""
+    f = F.normalize(features.float(), dim=1)
+    m = means.to(f)
+    d2 = (f * f).sum(1, keepdim=True) + (m * m).sum(1)[None] - 2 * f @ m.t()
+    return -d2
+
+
+class ICaRL(LwF):
+    """Args: as :class:`LwF` (``lamda`` 1, cross-entropy over all classes), plus a memory."""
+
+    def __init__(self, *args, T: float = 2.0, lamda: float = 1.0,
+                 new_classes_only_ce: bool = False, **kwargs) -> None:
+        super().__init__(*args, T=T, lamda=lamda, new_classes_only_ce=new_classes_only_ce, **kwargs)
+        if self.memory is None:
+            raise ValueError("method=icarl needs a memory: set method.memory.size or method.memory.per_class")
+        self.register_buffer("class_means", torch.zeros(0, self.network.backbone.out_dim))
+
+    def after_task(self, task: Task, dm) -> None:
+        super().after_task(task, dm)  # herding exemplars with the network just trained
+        assert self.memory is not None
+        means = torch.zeros(task.total, self.class_means.shape[1])
+        for c in range(task.total):
+            idx = self.memory.exemplars.get(c, np.zeros(0, dtype=np.int64))
+            if len(idx):  # no exemplars: a zero mean, at distance 1 from every clip
+                means[c] = class_mean(self.embed_indices(dm, idx))
+        self.class_means = means.to(self.device)
+
+    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits, feats = self.network(x)
+        return {"cnn": logits, "nme": nme_logits(feats, self.class_means)}
+
+    def eval_logits_names(self) -> tuple[str, ...]:
+        return ("cnn", "nme")
