@@ -35,10 +35,9 @@ class RunRecord:
         self.meta = dict(meta)
         self.steps: list[dict] = []
 
-    def add_step(self, task: Task, scores: dict[str, dict], seconds: float, params: int,
-                 memory_samples: int, memory_bytes: dict | None) -> None:
-        step = {"task": task.index, "n_classes": task.total, "time_s": seconds, "params": params,
-                "memory_samples": memory_samples, "memory_bytes": memory_bytes}
+    def add_step(self, task: Task, scores: dict[str, dict], info: dict) -> None:
+        """Record one step: per-classifier scores and ``time_s, params, memory_*``."""
+        step = {"task": task.index, "n_classes": task.total, **info}
         for name, s in scores.items():
             acc, counts = s["top1_per_task"], s["count_per_task"]
             t = task.index
@@ -131,6 +130,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(record: RunRecord, run_dir: Path) -> None:
+def write_outputs(record, run_dir: Path) -> None:
+    """results.json and metrics_per_step.csv of any scenario's record, atomically."""
     atomic_write_text(run_dir / "results.json", json.dumps(record.to_json(), indent=1))
     atomic_write_text(run_dir / "metrics_per_step.csv", record.csv_text())

@@ -14,8 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from audiocil.callbacks.sequencer import TaskSequencer
 from audiocil.data.datamodule import CILDataModule
 from audiocil.data.frontend import Frontend, LogMel, SpecAugment
-from audiocil.results import RunRecord, atomic_write_text, write_outputs
-from audiocil.scenarios.standard import class_order, split_tasks
+from audiocil.results import atomic_write_text, write_outputs
 
 log = logging.getLogger(__name__)
 RUN_DIR_ENV = "AUDIOCIL_RUN_DIR"  # lets DDP worker processes find their run directory
@@ -46,6 +45,15 @@ def build_named(node: DictConfig, **extra):
     cls = get_class(kwargs.pop("_target_"))
     kwargs.pop("name", None)
     return cls(**kwargs, **extra)
+
+
+def check_support(strategy, scenario) -> None:
+    """Refuse, at start-up, a method that would give a wrong result in this scenario."""
+    supported = getattr(strategy, "scenarios", ("standard",))
+    if scenario.name not in supported:
+        raise ValueError(
+            f"method {type(strategy).__name__} does not support scenario={scenario.name} "
+            f"(it supports: {', '.join(supported)}); pick another method or scenario")
 
 
 def make_trainer_factory(cfg: DictConfig, run_dir: Path, logger):
@@ -98,9 +106,8 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dataset = instantiate(cfg.dataset.loader)
-    order = class_order(dataset.num_classes, cfg.scenario.class_order_seed,
-                        list(cfg.scenario.class_order) if cfg.scenario.class_order else None)
-    tasks = split_tasks(order, cfg.scenario.init_cls, cfg.scenario.increment)
+    scenario = build_named(cfg.scenario)
+    order, tasks = scenario.make_tasks(dataset)
     dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
                        cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
                        num_workers=cfg.data.num_workers, seed=cfg.seed)
@@ -111,12 +118,12 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
             "class_names": [dataset.class_names[c] for c in order],
             "tasks": [list(t.classes) for t in tasks],
             "skipped_files": {k: len(v) for k, v in dm.skipped.items()}}
-    record = RunRecord(meta)
     strategy = build_strategy(cfg)
+    check_support(strategy, scenario)
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    sequencer = TaskSequencer(tasks, run_dir, record, cfg.seed)
+    sequencer = TaskSequencer(scenario, tasks, run_dir, scenario.new_record(meta), cfg.seed)
 
     start = 0
     ckpt = latest_task_checkpoint(run_dir)
@@ -125,7 +132,7 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
         strategy = state["strategy"]
         dm.load_state_dict(state["datamodule"])
         sequencer.load_state_dict(state["sequencer"])
-        sequencer.record = RunRecord.from_state(state["record"])
+        sequencer.record = scenario.record_from_state(state["record"])
         start = state["task"] + 1
         log.info("resuming after task %d from %s", state["task"], ckpt)
     if start >= len(tasks):

@@ -20,7 +20,8 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.seed import seed_everything
 
-from audiocil.results import RunRecord, write_outputs
+from audiocil.results import write_outputs
+from audiocil.scenarios.base import Record, Scenario
 from audiocil.scenarios.standard import Task
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,17 @@ class TaskSequencer(L.Callback):
     """Runs the tasks and records the results.
 
     Args:
+        scenario: chooses each task's clips, evaluates, keeps the record.
         tasks: the scenario's tasks.
         run_dir: the run's output directory.
         record: what is known of the run so far (restored on resume).
         seed: the run's seed.
     """
 
-    def __init__(self, tasks: list[Task], run_dir: Path, record: RunRecord, seed: int) -> None:
-        self.tasks, self.run_dir, self.record, self.seed = tasks, run_dir, record, seed
+    def __init__(self, scenario: Scenario, tasks: list[Task], run_dir: Path, record: Record,
+                 seed: int) -> None:
+        self.scenario, self.tasks, self.run_dir = scenario, tasks, run_dir
+        self.record, self.seed = record, seed
         self.ckpt_dir = run_dir / "checkpoints"
         self.step_offset = 0
         self.current: Task | None = None
@@ -85,7 +89,7 @@ class TaskSequencer(L.Callback):
         self.step_offset = state["step_offset"]
 
     # ---- the stream ------------------------------------------------------------------------
-    def run(self, strategy, dm, make_trainer: Callable[..., L.Trainer], start: int = 0) -> RunRecord:
+    def run(self, strategy, dm, make_trainer: Callable[..., L.Trainer], start: int = 0) -> Record:
         for task in self.tasks[start:]:
             self.run_task(task, strategy, dm, make_trainer)
         return self.record
@@ -96,6 +100,7 @@ class TaskSequencer(L.Callback):
         seed_everything(self.seed * 7919 + task.index, workers=True, verbose=False)
         log.info("task %d/%d: classes %d..%d (%d new)", task.index + 1, len(self.tasks),
                  task.known, task.total - 1, task.new)
+        dm.set_own(self.scenario.own_indices(task, dm))
         strategy.before_task(task, dm)
         if task.index == 0:
             frontend = strategy.network.frontend
@@ -115,11 +120,13 @@ class TaskSequencer(L.Callback):
         strategy.to(trainer.strategy.root_device)  # fit's teardown leaves the model on the CPU
         strategy.after_task(task, dm)
 
-        scores = self.evaluate(trainer, strategy, dm, task)
-        self.record.add_step(task, scores, time.time() - t0,
-                             sum(p.numel() for p in strategy.parameters()),
-                             len(strategy.memory) if getattr(strategy, "memory", None) else 0,
-                             strategy.memory.nbytes(dm.sample_nbytes) if getattr(strategy, "memory", None) else None)
+        scores = self.scenario.evaluate(trainer, strategy, dm, task, self.tasks)
+        memory = getattr(strategy, "memory", None)
+        self.record.add_step(task, scores, {
+            "time_s": time.time() - t0,
+            "params": sum(p.numel() for p in strategy.parameters()),
+            "memory_samples": len(memory) if memory is not None else 0,
+            "memory_bytes": memory.nbytes(dm.sample_nbytes) if memory is not None else None})
         if trainer.is_global_zero:
             _atomic_torch_save({"task": task.index, "strategy": strategy, "datamodule": dm.state_dict(),
                                 "sequencer": self.state_dict(), "record": self.record.state_dict()},
@@ -129,16 +136,3 @@ class TaskSequencer(L.Callback):
             write_outputs(self.record, self.run_dir)
             log.info("\n%s", self.record.table())
         trainer.strategy.barrier()
-
-    def evaluate(self, trainer: L.Trainer, strategy, dm, task: Task) -> dict[str, dict]:
-        """Top-1 / top-k per seen task, over the test clips of every seen class."""
-        task_of_class = torch.zeros(task.total, dtype=torch.long)
-        for t in self.tasks[: task.index + 1]:
-            task_of_class[t.known:t.total] = t.index
-        strategy.setup_eval(task_of_class, task.index + 1)
-        trainer.test(strategy, dataloaders=dm.test_dataloader(), verbose=False)
-        out = {}
-        for name, metric in strategy.eval_metrics.items():
-            out[name] = {k: v.cpu().reshape(-1).tolist() if k.endswith("per_task") else float(v)
-                         for k, v in metric.compute().items()}
-        return out

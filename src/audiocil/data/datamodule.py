@@ -99,6 +99,7 @@ class CILDataModule(L.LightningDataModule):
         self.skipped: dict[str, list[str]] = {}
         self.batch_size = 32
         self.train_indices = np.zeros(0, dtype=np.int64)
+        self.own_indices = np.zeros(0, dtype=np.int64)
         self.n_seen = 0
         self.task = 0
 
@@ -137,11 +138,17 @@ class CILDataModule(L.LightningDataModule):
             return valid[hits.numpy()]
         return valid[np.isin(self.class_positions(split)[valid], list(positions))]
 
-    def by_class(self, positions: Sequence[int], split: str = "train") -> dict[int, np.ndarray]:
-        """Class position -> valid clip indices of that class (single-label)."""
+    def by_class(self, positions: Sequence[int], split: str = "train",
+                 within: np.ndarray | None = None) -> dict[int, np.ndarray]:
+        """Class position -> clip indices of that class (single-label).
+
+        Args:
+            within: restrict to these clip indices (e.g. the task's own few shots);
+                default: every valid clip of the split.
+        """
         pos = self.class_positions(split)
-        valid = self.valid[split]
-        return {int(c): valid[pos[valid] == c] for c in positions}
+        pool = self.valid[split] if within is None else np.asarray(within, dtype=np.int64)
+        return {int(c): pool[pos[pool] == c] for c in positions}
 
     def first_task_stats(self, positions: Sequence[int], frontend: torch.nn.Module | None = None,
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,6 +170,10 @@ class CILDataModule(L.LightningDataModule):
         return mean.float(), std.float()
 
     # ---- the current task -------------------------------------------------------------
+    def set_own(self, indices: np.ndarray) -> None:
+        """The current task's own training clips, as the scenario chose them."""
+        self.own_indices = np.asarray(indices, dtype=np.int64)
+
     def set_task(self, task: int, train_indices: np.ndarray, n_seen: int, batch_size: int) -> None:
         """Serve ``train_indices`` for training and classes ``0..n_seen-1`` for evaluation."""
         self.task, self.n_seen, self.batch_size = task, n_seen, batch_size
@@ -213,8 +224,9 @@ class CILDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         return {"task": self.task, "n_seen": self.n_seen, "train_indices": self.train_indices.tolist(),
-                "batch_size": self.batch_size}
+                "own_indices": self.own_indices.tolist(), "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         self.task, self.n_seen, self.batch_size = state["task"], state["n_seen"], state["batch_size"]
         self.train_indices = np.asarray(state["train_indices"], dtype=np.int64)
+        self.own_indices = np.asarray(state["own_indices"], dtype=np.int64)

@@ -80,6 +80,9 @@ class Strategy(L.LightningModule):
         seed: seeds exemplar selection.
     """
 
+    #: the scenarios whose protocol the method handles; others are refused at start-up
+    scenarios: tuple[str, ...] = ("standard", "fewshot")
+
     def __init__(self, backbone: nn.Module, frontend: Frontend, first_task: Mapping,
                  later_tasks: Mapping, batch_size: int = 64, memory: Mapping | None = None,
                  seed: int = 0) -> None:
@@ -116,8 +119,8 @@ class Strategy(L.LightningModule):
         self.network.head.grow(task.new)
 
     def train_indices(self, task: Task, dm) -> np.ndarray:
-        """The task's own training clips, plus the exemplars of earlier classes."""
-        own = dm.indices_of(range(task.known, task.total))
+        """The task's own training clips (as the scenario chose them), plus exemplars."""
+        own = dm.own_indices
         if self.memory is None or len(self.memory) == 0:
             return own
         return np.concatenate([own, self.memory.indices()])
@@ -130,7 +133,7 @@ class Strategy(L.LightningModule):
     def after_task(self, task: Task, dm) -> None:
         """Update the exemplar memory, if the method keeps one."""
         if self.memory is not None:
-            self.memory.update(dm.by_class(range(task.known, task.total)),
+            self.memory.update(dm.by_class(range(task.known, task.total), within=dm.own_indices),
                                lambda idx: self.embed_indices(dm, idx), task.total)
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

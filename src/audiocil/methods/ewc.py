@@ -76,7 +76,7 @@ class EWC(Strategy):
 
     def _batches(self, task: Task, dm) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The task's training clips in shuffled mini-batches (fixed by seed and task)."""
-        idx = dm.indices_of(range(task.known, task.total))
+        idx = dm.own_indices
         g = torch.Generator().manual_seed(self.seed * 7919 + task.index)
         idx = idx[torch.randperm(len(idx), generator=g).numpy()]
         for a in range(0, len(idx), self.batch_size):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,55 @@ def split_tasks(order: list[int], init_cls: int, increment: int) -> list[Task]:
         Task(index=i, classes=tuple(order[a:b]), known=a, total=b)
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
     ]
+
+
+class StandardScenario:
+    """``scenario=standard``: disjoint tasks of whole classes, scored by top-1/top-5 accuracy.
+
+    Args:
+        init_cls: classes of the first task.
+        increment: classes of each later task (the last takes the remainder).
+        class_order_seed: seed of the class permutation (1993 as in the reference toolbox).
+        class_order: an explicit order instead.
+    """
+
+    name = "standard"
+    multilabel = False
+
+    def __init__(self, init_cls: int, increment: int, class_order_seed: int | None = 1993,
+                 class_order: list[int] | None = None) -> None:
+        self.init_cls, self.increment = init_cls, increment
+        self.class_order_seed, self.explicit_order = class_order_seed, class_order
+
+    def make_tasks(self, dataset) -> tuple[list[int], list[Task]]:
+        if dataset.multilabel:
+            raise ValueError(f"dataset {dataset.name!r} is multi-label: use scenario=multilabel")
+        order = class_order(dataset.num_classes, self.class_order_seed,
+                            list(self.explicit_order) if self.explicit_order else None)
+        return order, split_tasks(order, self.init_cls, self.increment)
+
+    def own_indices(self, task: Task, dm) -> np.ndarray:
+        return dm.indices_of(range(task.known, task.total))
+
+    def evaluate(self, trainer, strategy, dm, task: Task, tasks: list[Task]) -> dict:
+        """Top-1 / top-5 per seen task over the test clips of every seen class."""
+        task_of_class = torch.zeros(task.total, dtype=torch.long)
+        for t in tasks[: task.index + 1]:
+            task_of_class[t.known:t.total] = t.index
+        strategy.setup_eval(task_of_class, task.index + 1)
+        trainer.test(strategy, dataloaders=dm.test_dataloader(), verbose=False)
+        out = {}
+        for name, metric in strategy.eval_metrics.items():
+            out[name] = {k: v.cpu().reshape(-1).tolist() if k.endswith("per_task") else float(v)
+                         for k, v in metric.compute().items()}
+        return out
+
+    def new_record(self, meta: dict):
+        from audiocil.results import RunRecord
+
+        return RunRecord(meta)
+
+    def record_from_state(self, state: dict):
+        from audiocil.results import RunRecord
+
+        return RunRecord.from_state(state)
