@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +18,14 @@ from audiocil.data.frontend import Frontend, LogMel, SpecAugment
 from audiocil.results import atomic_write_text, write_outputs
 
 log = logging.getLogger(__name__)
+# Lightning's start-up notices (accelerator probes, tips) drown the per-task progress
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+              "lightning.pytorch.trainer.connectors.checkpoint_connector",
+              "lightning.pytorch.accelerators.cuda"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 RUN_DIR_ENV = "AUDIOCIL_RUN_DIR"  # lets DDP worker processes find their run directory
 
 

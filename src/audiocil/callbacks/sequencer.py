@@ -33,6 +33,29 @@ def _atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def sync_from_rank_zero(module: torch.nn.Module) -> None:
+    """Under DDP, copy rank 0's parameters and buffers to every rank.
+
+    Gradients keep the parameters in step, but each rank's last batches update its own
+    BatchNorm statistics; end-of-task work (herding, class means) must see one model.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    for tensor in module.state_dict().values():
+        if isinstance(tensor, torch.Tensor):
+            torch.distributed.broadcast(tensor, src=0)
+
+
+def assert_same_on_every_rank(value, what: str) -> None:
+    """Under DDP, fail loudly if the ranks disagree (e.g. on the exemplars they keep)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    gathered: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    if any(g != gathered[0] for g in gathered):
+        raise RuntimeError(f"DDP ranks disagree on the {what}; results would not be reproducible")
+
+
 class EpochCheckpoint(L.Callback):
     """Writes ``last.ckpt`` atomically at the end of every training epoch of a task."""
 
@@ -91,6 +114,13 @@ class TaskSequencer(L.Callback):
     # ---- the stream ------------------------------------------------------------------------
     def run(self, strategy, dm, make_trainer: Callable[..., L.Trainer], start: int = 0) -> Record:
         for task in self.tasks[start:]:
+            # a scenario that repeats its later tasks (few-shot trials) restarts them from
+            # the model saved after an earlier task rather than from the previous task's
+            origin = getattr(self.scenario, "starts_from", lambda t: None)(task)
+            if origin is not None:
+                log.info("task %d starts from the model saved after task %d", task.index, origin)
+                strategy = torch.load(self.ckpt_dir / f"task_{origin}.pt", map_location="cpu",
+                                      weights_only=False)["strategy"]
             self.run_task(task, strategy, dm, make_trainer)
         return self.record
 
@@ -118,10 +148,13 @@ class TaskSequencer(L.Callback):
             log.info("task %d: resuming inside the task from %s", task.index, last)
         trainer.fit(strategy, datamodule=dm, ckpt_path=resume_from)
         strategy.to(trainer.strategy.root_device)  # fit's teardown leaves the model on the CPU
+        sync_from_rank_zero(strategy)
         strategy.after_task(task, dm)
+        memory = getattr(strategy, "memory", None)
+        if memory is not None:
+            assert_same_on_every_rank(memory.indices().tolist(), "exemplar indices")
 
         scores = self.scenario.evaluate(trainer, strategy, dm, task, self.tasks)
-        memory = getattr(strategy, "memory", None)
         self.record.add_step(task, scores, {
             "time_s": time.time() - t0,
             "params": sum(p.numel() for p in strategy.parameters()),
@@ -133,6 +166,10 @@ class TaskSequencer(L.Callback):
                                self.ckpt_dir / f"task_{task.index}.pt")
             if last.exists():
                 last.unlink()  # superseded by the task checkpoint
+            keep = getattr(self.scenario, "keep_checkpoint", None)
+            prev = self.ckpt_dir / f"task_{task.index - 1}.pt"
+            if keep is not None and task.index > 0 and not keep(task.index - 1) and prev.exists():
+                prev.unlink()  # the scenario needs only some of the earlier task checkpoints
             write_outputs(self.record, self.run_dir)
             log.info("\n%s", self.record.table())
         trainer.strategy.barrier()

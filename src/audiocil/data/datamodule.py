@@ -22,17 +22,32 @@ log = logging.getLogger(__name__)
 
 
 class ArrayDataset(Dataset):
-    """Items ``(x, y, i)`` of a subset of an in-memory array: input, target, dataset index."""
+    """Items ``(x, y, i)`` of a subset of an in-memory array: input, target, dataset index.
 
-    def __init__(self, data: torch.Tensor, targets: torch.Tensor, indices: np.ndarray) -> None:
+    Args:
+        target_mask: multi-label only: a (C,) mask applied to every target, or an (N, C) mask
+            whose row ``i`` applies to dataset index ``i`` (see
+            :meth:`CILDataModule.set_target_mask`); None serves the targets as they are.
+    """
+
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor, indices: np.ndarray,
+                 target_mask: torch.Tensor | None = None) -> None:
         self.data, self.targets, self.indices = data, targets, np.asarray(indices, dtype=np.int64)
+        self.target_mask = target_mask
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def target(self, i: int) -> torch.Tensor:
+        """The (masked) target of dataset index ``i``."""
+        y = self.targets[i]
+        if self.target_mask is None:
+            return y
+        return y * (self.target_mask if self.target_mask.dim() == 1 else self.target_mask[i])
+
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         i = int(self.indices[k])
-        return self.data[i], self.targets[i], i
+        return self.data[i], self.target(i), i
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -50,6 +65,50 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+class ClassBalancedSampler(DistributedSampler):
+    """Class-balanced sampling for multi-label data: each draw picks an active class
+    uniformly, then one of that class's clips uniformly (as the balanced sampler of PANNs,
+    Kong et al., 2020), so rare classes are seen as often as frequent ones.
+
+    An epoch has as many draws as the dataset has items. The draws come from
+    (seed, epoch) and are shared by all ranks, each taking every ``world``-th one.
+
+    Args:
+        targets: (N, C) multi-hot (masked) targets of the dataset's items.
+        seed: seeds the draws.
+        world, rank: DDP sharding (1, 0 on one process).
+
+    A :class:`DistributedSampler` subclass only so that Lightning does not wrap it again
+    under DDP: it shards itself.
+    """
+
+    def __init__(self, targets: torch.Tensor, seed: int, world: int = 1, rank: int = 0) -> None:
+        super().__init__(targets, num_replicas=world, rank=rank, shuffle=False)  # type: ignore[arg-type]
+        pos = targets > 0
+        self.per_class = [torch.nonzero(pos[:, c]).flatten() for c in range(pos.shape[1])]
+        self.per_class = [ix for ix in self.per_class if len(ix)]
+        if not self.per_class:
+            raise ValueError("balanced sampling: no training clip has an active label")
+        self.n, self.seed, self.epoch, self.world, self.rank = len(targets), seed, 0, world, rank
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 10007 + self.epoch)
+        total = len(self) * self.world
+        classes = torch.randint(len(self.per_class), (total,), generator=g)
+        picks = torch.rand(total, generator=g, dtype=torch.float64)
+        out = []
+        for c, u in zip(classes.tolist(), picks.tolist(), strict=True):
+            ix = self.per_class[c]
+            out.append(int(ix[int(u * len(ix))]))
+        return iter(out[self.rank::self.world])
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world)
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -102,6 +161,13 @@ class CILDataModule(L.LightningDataModule):
         self.own_indices = np.zeros(0, dtype=np.int64)
         self.n_seen = 0
         self.task = 0
+        self.sampler = "shuffle"
+        self.target_positions: list[int] | None = None  # multi-label training target mask
+        self.target_extra: dict[int, list[int]] = {}
+        # few-shot: validation on these class positions only (the base classes), and
+        # episodic training batches {n_way, n_per, n_batches} when a method asks for them
+        self.val_classes: list[int] | None = None
+        self.episodes: dict | None = None
 
     # ---- loading -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -122,6 +188,10 @@ class CILDataModule(L.LightningDataModule):
             self.skipped[split] = meta["skipped"]
 
     @property
+    def multilabel(self) -> bool:
+        return bool(self.dataset.multilabel)
+
+    @property
     def sample_nbytes(self) -> int:
         x = self.data["train"]
         return int(x[0].numel() * x.element_size())
@@ -140,14 +210,17 @@ class CILDataModule(L.LightningDataModule):
 
     def by_class(self, positions: Sequence[int], split: str = "train",
                  within: np.ndarray | None = None) -> dict[int, np.ndarray]:
-        """Class position -> clip indices of that class (single-label).
+        """Class position -> clip indices of that class (multi-label: clips carrying it).
 
         Args:
             within: restrict to these clip indices (e.g. the task's own few shots);
                 default: every valid clip of the split.
         """
-        pos = self.class_positions(split)
         pool = self.valid[split] if within is None else np.asarray(within, dtype=np.int64)
+        if self.dataset.multilabel:
+            hot = self.targets[split].numpy()
+            return {int(c): pool[hot[pool, c] > 0] for c in positions}
+        pos = self.class_positions(split)
         return {int(c): pool[pos[pool] == c] for c in positions}
 
     def first_task_stats(self, positions: Sequence[int], frontend: torch.nn.Module | None = None,
@@ -181,8 +254,49 @@ class CILDataModule(L.LightningDataModule):
         if len(self.train_indices) == 0:
             raise ValueError(f"task {task} has no training data")
 
+    def set_target_mask(self, positions: Sequence[int] | None,
+                        extra: dict[int, Sequence[int]] | None = None) -> None:
+        """Multi-label only: which class positions training targets keep (the others read 0).
+
+        The multi-label scenario calls this before each task with the task's own classes,
+        so labels of past and future classes on a clip are masked out of its target and
+        methods need not know about it. A method that needs more (e.g. replayed exemplars
+        keeping the labels they were stored with, or an upper bound using every seen label)
+        calls it again in ``before_task`` / ``train_indices``.
+
+        Args:
+            positions: class positions kept for every training clip; None: no mask.
+            extra: dataset index -> further positions kept for that clip only.
+        """
+        self.target_positions = None if positions is None else [int(p) for p in positions]
+        self.target_extra = {int(i): [int(p) for p in v] for i, v in (extra or {}).items()}
+
+    def target_mask(self) -> torch.Tensor | None:
+        """The mask of training targets: None, (C,), or (N_train, C) with per-clip extras."""
+        if not self.dataset.multilabel or self.target_positions is None:
+            return None
+        n_cls = self.targets["train"].shape[1]
+        mask = torch.zeros(n_cls)
+        mask[self.target_positions] = 1.0
+        if not self.target_extra:
+            return mask
+        full = mask.repeat(len(self.targets["train"]), 1)
+        for i, pos in self.target_extra.items():
+            full[i, pos] = 1.0
+        return full
+
+    def set_sampler(self, kind: str) -> None:
+        """``shuffle`` (a permutation per epoch) or ``balanced`` (multi-label class-balanced
+        draws, :class:`ClassBalancedSampler`) for the training loader."""
+        if kind not in ("shuffle", "balanced"):
+            raise ValueError(f"sampler must be shuffle|balanced, got {kind!r}")
+        if kind == "balanced" and not self.dataset.multilabel:
+            raise ValueError("sampler=balanced is for multi-label datasets")
+        self.sampler = kind
+
     def subset(self, indices: np.ndarray, split: str = "train") -> ArrayDataset:
-        return ArrayDataset(self.data[split], self.targets[split], indices)
+        mask = self.target_mask() if split == "train" else None
+        return ArrayDataset(self.data[split], self.targets[split], indices, mask)
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -195,10 +309,20 @@ class CILDataModule(L.LightningDataModule):
         world, rank = self._world()
         seed = self.seed * 1000 + self.task
         sampler: Sampler[int]
-        if world > 1:
+        if self.sampler == "balanced":
+            targets = torch.stack([ds.target(int(i)) for i in ds.indices]) if len(ds) else \
+                torch.zeros(0, 0)
+            sampler = ClassBalancedSampler(targets, seed, world, rank)
+        elif world > 1:
             sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)
         else:
             sampler = EpochShuffleSampler(len(ds), seed)
+        if self.episodes:  # batches of n_way classes x n_per clips, drawn from (seed, rank, epoch)
+            from audiocil.scenarios.fewshot import EpisodeBatchSampler
+
+            labels = self.targets["train"][ds.indices].numpy()
+            episodes = EpisodeBatchSampler(labels, seed=seed * 100 + rank, **self.episodes)
+            return DataLoader(ds, batch_sampler=episodes, num_workers=self.num_workers)
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=False,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
@@ -213,7 +337,7 @@ class CILDataModule(L.LightningDataModule):
                           shuffle=False, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("val")
+        return self.eval_dataloader("val", self.val_classes)
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
@@ -224,9 +348,14 @@ class CILDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         return {"task": self.task, "n_seen": self.n_seen, "train_indices": self.train_indices.tolist(),
-                "own_indices": self.own_indices.tolist(), "batch_size": self.batch_size}
+                "own_indices": self.own_indices.tolist(), "batch_size": self.batch_size,
+                "sampler": self.sampler, "target_positions": self.target_positions,
+                "target_extra": self.target_extra}
 
     def load_state_dict(self, state: dict) -> None:
         self.task, self.n_seen, self.batch_size = state["task"], state["n_seen"], state["batch_size"]
         self.train_indices = np.asarray(state["train_indices"], dtype=np.int64)
         self.own_indices = np.asarray(state["own_indices"], dtype=np.int64)
+        self.sampler = state.get("sampler", "shuffle")
+        self.target_positions = state.get("target_positions")
+        self.target_extra = {int(i): v for i, v in state.get("target_extra", {}).items()}

@@ -11,11 +11,18 @@ task sequencer (:mod:`audiocil.callbacks.sequencer`) calls around a stock
 
 Evaluation asks :meth:`eval_logits` for one or more classifiers' logits ("cnn", and
 "nme" where the method has a nearest-mean classifier).
+
+On a multi-label dataset (``scenario=multilabel``) :meth:`before_task` sets
+``self.multilabel`` from the datamodule, and the shared pieces switch to sigmoids: the
+loss is binary cross-entropy over every seen class (targets arrive already masked to the
+labels the scenario gives), exemplars are chosen at random among the phase's clips and
+replayed with the labels they were stored with (see :meth:`Strategy.after_task`).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 
 import lightning as L
@@ -27,8 +34,11 @@ from torch import nn
 from audiocil.data.frontend import Frontend
 from audiocil.data.memory import ExemplarMemory
 from audiocil.heads import IncrementalLinear
+from audiocil.losses.multilabel import bce_loss
 from audiocil.metrics.task_accuracy import TaskAccuracy
 from audiocil.scenarios.standard import Task
+
+log = logging.getLogger(__name__)
 
 
 class FrozenCopy(nn.Module):
@@ -82,6 +92,8 @@ class Strategy(L.LightningModule):
 
     #: the scenarios whose protocol the method handles; others are refused at start-up
     scenarios: tuple[str, ...] = ("standard", "fewshot")
+    #: multi-hot targets, sigmoid outputs and BCE; set from the datamodule in before_task
+    multilabel: bool = False
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, first_task: Mapping,
                  later_tasks: Mapping, batch_size: int = 64, memory: Mapping | None = None,
@@ -93,6 +105,7 @@ class Strategy(L.LightningModule):
         self.memory = ExemplarMemory(**dict(memory), seed=seed) if memory else None
         self.task: Task | None = None
         self.eval_metrics = nn.ModuleDict()
+        self.phase_span: dict[int, tuple[int, int]] = {}  # class position -> (known, total)
 
     # ---- sizes ---------------------------------------------------------------------------
     @property
@@ -116,6 +129,9 @@ class Strategy(L.LightningModule):
     def before_task(self, task: Task, dm) -> None:
         """Grow the classifier for the task's new classes."""
         self.task = task
+        self.multilabel = bool(getattr(dm, "multilabel", False))
+        if self.multilabel:  # the phase each class came in (replayed labels, see after_task)
+            self.phase_span.update({c: (task.known, task.total) for c in range(task.known, task.total)})
         self.network.head.grow(task.new)
 
     def train_indices(self, task: Task, dm) -> np.ndarray:
@@ -123,18 +139,52 @@ class Strategy(L.LightningModule):
         own = dm.own_indices
         if self.memory is None or len(self.memory) == 0:
             return own
+        if self.multilabel:  # exemplars keep the labels of the phase they were stored in
+            extra = {int(i): list(range(*self.phase_span[c]))
+                     for c, idx in self.memory.exemplars.items() for i in idx}
+            dm.set_target_mask(dm.target_positions, extra)
+            return np.unique(np.concatenate([own, self.memory.indices()]))
         return np.concatenate([own, self.memory.indices()])
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Cross-entropy over every seen class. Returns (loss, extra values to log)."""
+        """Cross-entropy (multi-label: BCE) over every seen class. Returns (loss, extra
+        values to log)."""
         logits, _ = self.network(x)
+        if self.multilabel:
+            return bce_loss(logits, y[:, :logits.shape[1]]), {}
         return F.cross_entropy(logits, y), {}
 
     def after_task(self, task: Task, dm) -> None:
-        """Update the exemplar memory, if the method keeps one."""
-        if self.memory is not None:
-            self.memory.update(dm.by_class(range(task.known, task.total), within=dm.own_indices),
-                               lambda idx: self.embed_indices(dm, idx), task.total)
+        """Update the exemplar memory, if the method keeps one.
+
+        Multi-label: herding by class is ill-defined when a clip carries several classes,
+        so exemplars are drawn at random among the phase's own clips: for each new class in
+        turn, ``quota`` clips carrying it that no other class of the phase took yet.
+        """
+        if self.memory is None:
+            return
+        if self.multilabel:
+            self.update_memory_multilabel(task, dm)
+            return
+        self.memory.update(dm.by_class(range(task.known, task.total), within=dm.own_indices),
+                           lambda idx: self.embed_indices(dm, idx), task.total)
+
+    def update_memory_multilabel(self, task: Task, dm) -> None:
+        """Random exemplars of the phase's clips (see :meth:`after_task`)."""
+        assert self.memory is not None
+        if self.memory.selection != "random":
+            log.info("multi-label replay: exemplars are chosen at random (memory.selection=%s "
+                     "is for single-label data)", self.memory.selection)
+        m = self.memory.quota(task.total)
+        for c in list(self.memory.exemplars):
+            self.memory.exemplars[c] = self.memory.exemplars[c][:m]
+        taken: set[int] = set()
+        for c, idx in sorted(dm.by_class(range(task.known, task.total), within=dm.own_indices).items()):
+            rng = np.random.default_rng([self.memory.seed, c])
+            free = np.asarray([i for i in idx if int(i) not in taken], dtype=np.int64)
+            pick = free[rng.permutation(len(free))[:m]]
+            taken.update(int(i) for i in pick)
+            self.memory.exemplars[c] = pick
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits of each classifier the method reports, over the seen classes."""
@@ -171,6 +221,11 @@ class Strategy(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y, _ = batch
         logits = self.eval_logits(x)["cnn"]
+        if self.multilabel:  # micro-F1 at 0.5 of the batch, for the progress bar only
+            pred, t = logits > 0, y[:, :logits.shape[1]] > 0
+            f1 = 200 * (pred & t).sum() / (pred.sum() + t.sum()).clamp(min=1)
+            self.log("val/micro_f1", f1.float(), prog_bar=True, batch_size=len(y), sync_dist=True)
+            return
         acc = (logits.argmax(1) == y).float().mean() * 100
         self.log("val/acc", acc, prog_bar=True, batch_size=len(y), sync_dist=True)
 
@@ -198,7 +253,8 @@ class Strategy(L.LightningModule):
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg["milestones"]),
                                                          gamma=cfg.get("lr_decay", 0.1))
         elif kind == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(cfg["epochs"]), 1))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(cfg["epochs"]), 1),
+                                                               eta_min=cfg.get("lr_min", 0.0))
         elif kind == "constant":
             return opt
         else:

@@ -18,6 +18,11 @@ The teacher sees the same front-end output as the student (so the two agree on a
 SpecAugment masks, as they would on an augmented image in PyCIL). It exists only while a
 task is learnt: made in :meth:`before_task`, dropped in :meth:`after_task`, so it is
 neither in the task checkpoints nor counted in ``params_per_task``.
+
+In the multi-label scenario the same loss is made of sigmoids: binary cross-entropy on the
+new classes' logits (or every seen class's) plus ``lamda`` times the BCE of the student's
+old-class sigmoids towards the teacher's at temperature ``T``
+(:func:`audiocil.losses.multilabel.sigmoid_distillation`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiocil.losses.distillation import kd_loss
+from audiocil.losses.multilabel import bce_loss, sigmoid_distillation
 from audiocil.methods.base import FrozenCopy, Strategy
 from audiocil.scenarios.standard import Task
 
@@ -39,6 +45,8 @@ class LwF(Strategy):
             (PyCIL's LwF) rather than over every seen class (iCaRL).
         kd_scale_t2: multiply the distillation by T² (Hinton et al.); off as in PyCIL.
     """
+
+    scenarios = (*Strategy.scenarios, "multilabel")
 
     def __init__(self, *args, T: float = 2.0, lamda: float = 3.0,
                  new_classes_only_ce: bool = True, kd_scale_t2: bool = False, **kwargs) -> None:
@@ -64,6 +72,8 @@ class LwF(Strategy):
         z = net.frontend(x)
         logits = net.head(net.backbone(z))
         k = self.known
+        if self.multilabel:
+            return self._multilabel_loss(z, logits, y[:, :logits.shape[1]], k)
         if k == 0:
             return F.cross_entropy(logits, y), {}
         assert self.teacher is not None, "before_task makes the teacher of every task > 0"
@@ -72,4 +82,16 @@ class LwF(Strategy):
         else:
             ce = F.cross_entropy(logits, y)
         kd = kd_loss(logits[:, :k], self.teacher(z), self.T, self.kd_scale_t2)
+        return ce + self.lamda * kd, {"ce": ce.detach(), "kd": kd.detach()}
+
+    def _multilabel_loss(self, z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+                         k: int) -> tuple[torch.Tensor, dict]:
+        if k == 0:
+            return bce_loss(logits, y), {}
+        assert self.teacher is not None, "before_task makes the teacher of every task > 0"
+        lo = k if self.new_classes_only_ce else 0
+        ce = bce_loss(logits[:, lo:], y[:, lo:])
+        kd = sigmoid_distillation(logits[:, :k], self.teacher(z), self.T)
+        if self.kd_scale_t2:
+            kd = kd * self.T * self.T
         return ce + self.lamda * kd, {"ce": ce.detach(), "kd": kd.detach()}

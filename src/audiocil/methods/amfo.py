@@ -1,0 +1,227 @@
+"""AMFO: few-shot class-incremental audio classification with adaptive mitigation of
+forgetting and overfitting (Y. Li, J. Li, Y. Si, J. Tan, Q. He, IEEE/ACM TASLP 32,
+2297-2311, 2024, doi:10.1109/TASLP.2024.3385287; official code ``Jialongdustin/AMFO``,
+``models/AMFO.py``, ``train.py``, ``Inc_train.py``, ``exemplar.py``).
+
+Model on the encoder's embedding h:
+
+- a task-general layer ``g = G h`` shared by all sessions (the code's ``fc1``), trained in
+  the base session and frozen afterwards;
+- per incremental session s, a task-specific layer ``a_s = cos(h, A_s)`` (``fc_aux``;
+  initialised from G) with a learnt gate ``alpha_s = sigmoid(beta * mean_batch(a_s))``
+  whose sharpness beta = 1 + epoch grows during the session and which is frozen at its end,
+  kept sparse by ``relu(|alpha_s|_1 / D - r)``; the session's classes see
+  ``z_s = l2norm(gamma * g + alpha_s * a_s)`` (the base classes see g);
+- two cosine heads per session on z_s: one trained with a positive margin (CosFace,
+  m = 0.1, scale 32) for discrimination, one with a negative margin (m = -0.5) for
+  transferable features;
+- a fusion module (a 2C-64-2 network on the two heads' softmaxes, re-made every session)
+  that weighs the two heads' logits; its output is the prediction, trained by
+  cross-entropy on 16x the fused logits, plus a binary "is it a novel class" loss.
+
+Base session: encoder, G, base heads and fusion, weights (margin 1, fusion 2.5, binary 40)
+as the code's ``train.py`` for LS-100; the epoch with the best validation accuracy (base
+classes) is kept (the code selects on test data). The mean and covariance of each base
+class's embeddings are stored.
+
+Incremental session (``Inc_train.py``): the encoder, G and earlier sessions' layers are
+frozen; the new session's A_s, heads and a fresh fusion module are trained (SGD lr 0.1,
+momentum 0.9, dampening 0.5) for 130 epochs of batches of 256 on the support embeddings,
+5 Gaussian pseudo-features per new class and 10 per old class drawn from the stored means
+and covariances (redrawn every 2 epochs), with the loss weights of the code (margin 2,
+fusion 10, binary 0.4, compression 0.1, r 0.1, gamma 0.2) plus a distillation (T 0.5)
+of the previous model's positive-head logits. Each new class's covariance, estimated from
+K shots, is calibrated with the base classes' covariances weighted by a softmax of its
+similarity to each base class and to itself (the code's ``Distribution.statistic_cov``).
+
+Differences from the code: the code's negative-margin head reads a shallow-layer
+embedding in the base session; here both heads read the same embedding (the backbone is
+a black box). With the old sessions' parameters frozen (the code's ``--optimizer part``)
+the old-class logits do not change, so the distillation term stays at its minimum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiocil.losses.fewshot import (
+    calibrate_covariance,
+    class_covariances,
+    class_means,
+    compression_penalty,
+    cosface_loss,
+    cosine_logits,
+    gate,
+    gaussian_factors,
+    sample_gaussian,
+    soft_distillation,
+)
+from audiocil.methods.prototype import FewShotStrategy
+from audiocil.scenarios.standard import Task
+
+BASE_LOSS = {"margin": 1.0, "fusion": 2.5, "binary": 40.0}
+SESSION_LOSS = {"margin": 2.0, "fusion": 10.0, "binary": 0.4, "distill": 1.0, "kd_T": 0.5,
+                "compression": 0.1, "r": 0.1}
+REPLAY = {"new_per_class": 5, "old_per_class": 10, "resample_every": 2, "calibrate": True,
+          "calibration_scale": 1.0}
+
+
+def fusion_net(n_classes: int, hidden: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(2 * n_classes, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+
+class AMFO(FewShotStrategy):
+    """Args (beyond :class:`Strategy`'s; every value in ``conf/method/amfo.yaml``):
+        margin_scale, m_pos, m_neg: CosFace scale and the two heads' margins.
+        fused_scale: the scale of the fused logits in the cross-entropy (16).
+        gamma: weight of the task-general part in ``z_s``.
+        hidden: hidden units of the fusion module.
+        base_loss, session_loss, replay: see :data:`BASE_LOSS`, :data:`SESSION_LOSS`,
+            :data:`REPLAY`.
+        later_tasks: incremental sessions' ``epochs``, ``lr``, ``momentum``, ``dampening``,
+            ``batch_size``.
+    """
+
+    scenarios = ("fewshot",)
+
+    def __init__(self, *args, margin_scale: float = 32.0, m_pos: float = 0.1, m_neg: float = -0.5,
+                 fused_scale: float = 16.0, gamma: float = 0.2, hidden: int = 64,
+                 base_loss: Mapping | None = None, session_loss: Mapping | None = None,
+                 replay: Mapping | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        D = self.network.backbone.out_dim
+        self.s_m, self.m_pos, self.m_neg, self.s_f = margin_scale, m_pos, m_neg, fused_scale
+        self.gamma, self.hidden = gamma, hidden
+        self.base_loss = {**BASE_LOSS, **dict(base_loss or {})}
+        self.session_loss = {**SESSION_LOSS, **dict(session_loss or {})}
+        self.replay = {**REPLAY, **dict(replay or {})}
+        self.general = nn.Linear(D, D, bias=False)
+        self.specific = nn.ParameterList()  # A_s of sessions 1..S
+        self.pos, self.neg = nn.ParameterList(), nn.ParameterList()  # heads of sessions 0..S
+        self.fusion = fusion_net(0, hidden)
+        self.register_buffer("gates", torch.zeros(0, D))
+        self.register_buffer("means", torch.zeros(0, D))
+        self.register_buffer("covs", torch.zeros(0, D, D))
+
+    # ---- the model on embeddings ---------------------------------------------------------------
+    def heads(self, h: torch.Tensor, alpha: torch.Tensor | None = None, sessions: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive- and negative-margin cosines (B, C) of the first ``sessions`` + 1 sessions.
+        ``alpha`` replaces the stored gate of the session being trained."""
+        n = len(self.pos) if sessions is None else sessions + 1
+        g = self.general(h)
+        zs = [g]
+        for s in range(1, n):
+            a = cosine_logits(h, self.specific[s - 1])
+            gs = alpha if alpha is not None and s == len(self.specific) else self.gates[s - 1]
+            zs.append(F.normalize(self.gamma * g + gs * a, dim=1))
+        P = torch.cat([cosine_logits(z, self.pos[s]) for s, z in enumerate(zs)], 1)
+        N = torch.cat([cosine_logits(z, self.neg[s]) for s, z in enumerate(zs)], 1)
+        return P, N
+
+    def fuse(self, P: torch.Tensor, N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.fusion(torch.cat([P.softmax(1), N.softmax(1)], 1))
+        w = scores.softmax(1)
+        return w[:, :1] * P + w[:, 1:] * N, scores
+
+    def loss(self, P, N, y, weights: Mapping, base: int) -> torch.Tensor:
+        fused, scores = self.fuse(P, N)
+        margin = cosface_loss(P, y, self.s_m, self.m_pos) + cosface_loss(N, y, self.s_m, self.m_neg)
+        return (weights["margin"] * margin + weights["fusion"] * F.cross_entropy(self.s_f * fused, y)
+                + weights["binary"] * F.cross_entropy(self.s_f * scores, (y >= base).long()))
+
+    # ---- base session (Lightning) -------------------------------------------------------------
+    def before_task(self, task: Task, dm) -> None:
+        self.task = task
+        if task.known == 0:
+            D = self.general.in_features
+            self.pos.append(nn.Parameter(nn.init.normal_(torch.empty(task.total, D), 0, 0.01)))
+            self.neg.append(nn.Parameter(nn.init.normal_(torch.empty(task.total, D), 0, 0.01)))
+            self.fusion = fusion_net(task.total, self.hidden).to(self.device)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        P, N = self.heads(self.network.embed(x))
+        return self.loss(P, N, y, self.base_loss, self.total), {}
+
+    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"cnn": self.fuse(*self.heads(self.network.embed(x)))[0]}
+
+    # ---- end of a session ---------------------------------------------------------------------
+    def after_task(self, task: Task, dm) -> None:
+        feats, labels = self.labelled_features(dm, dm.own_indices)
+        classes = range(task.known, task.total)
+        means, covs = class_means(feats, labels, classes), class_covariances(feats, labels, classes)
+        if task.known > 0:
+            covs = self.train_session(task, feats, labels, means, covs)
+        self.means = torch.cat([self.means[:task.known], means.to(self.means)])
+        self.covs = torch.cat([self.covs[:task.known], covs.to(self.covs)])
+
+    def grow(self, task: Task, means: torch.Tensor) -> None:
+        G = self.general.weight.detach()
+        self.specific.append(nn.Parameter(G.clone()))
+        init = F.normalize(self.general(means).detach(), dim=1)
+        self.pos.append(nn.Parameter(init.clone()))
+        self.neg.append(nn.Parameter(init.clone()))
+        self.fusion = fusion_net(task.total, self.hidden).to(self.device)
+        self.gates = torch.cat([self.gates, torch.ones(1, G.shape[1]).to(self.gates)])
+
+    def calibrated(self, task: Task, feats, labels, covs: torch.Tensor) -> torch.Tensor:
+        """New classes' covariances mixed with the base classes' (see the module doc)."""
+        if not self.replay["calibrate"]:
+            return covs
+        B = len(self.pos[0])
+        with torch.no_grad():
+            P, _ = self.heads(feats)
+        out = []
+        for i, c in enumerate(range(task.known, task.total)):
+            sim = torch.cat([P[labels == c, :B], P[labels == c, c:c + 1]], 1)
+            w = (self.replay["calibration_scale"] * sim).softmax(1).mean(0)
+            out.append(calibrate_covariance(covs[i].to(w), self.covs[:B].to(w), w))
+        return torch.stack(out)
+
+    def train_session(self, task: Task, feats, labels, means, covs) -> torch.Tensor:
+        cfg, lw, rp = self.later_tasks, self.session_loss, self.replay
+        torch.manual_seed(self.session_seed(task))
+        gen = torch.Generator().manual_seed(self.session_seed(task))
+        old_sessions = len(self.pos) - 1  # the previous model is the current one without the new session
+        self.grow(task, means)
+        covs = self.calibrated(task, feats, labels, covs)
+        old_f = gaussian_factors(self.covs[:task.known]).to(self.device)
+        new_f = gaussian_factors(covs).to(self.device)
+        params = [self.specific[-1], self.pos[-1], self.neg[-1], *self.fusion.parameters()]
+        opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
+                              dampening=cfg.get("dampening", 0.5), weight_decay=0.0)
+        bs, base = int(cfg.get("batch_size", 256)), len(self.pos[0])
+        alpha = self.gates[-1].clone()
+        self.eval()
+        with torch.enable_grad():
+            for epoch in range(int(cfg["epochs"])):
+                if epoch % int(rp["resample_every"]) == 0:
+                    xo, yo = sample_gaussian(self.means[:task.known], old_f, rp["old_per_class"], gen)
+                    xn, yn = sample_gaussian(means.to(self.device), new_f, rp["new_per_class"], gen)
+                    X = torch.cat([feats, xn, xo])
+                    Y = torch.cat([labels, yn.to(self.device) + task.known, yo.to(self.device)])
+                    with torch.no_grad():
+                        T = self.heads(X, sessions=old_sessions)[0]
+                order = torch.randperm(len(X), generator=gen).to(self.device)
+                for a in range(0, len(X), bs):
+                    idx = order[a:a + bs]
+                    x, y = X[idx], Y[idx]
+                    new = y >= task.known
+                    if new.any():
+                        alpha = gate(cosine_logits(x[new], self.specific[-1]), 1.0 + epoch)
+                    P, N = self.heads(x, alpha)
+                    loss = self.loss(P, N, y, lw, base)
+                    loss = loss + lw["distill"] * soft_distillation(self.s_f * P, self.s_f * T[idx], lw["kd_T"])
+                    if new.any():
+                        loss = loss + lw["compression"] * compression_penalty(alpha, lw["r"])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    alpha = alpha.detach()
+        self.gates[-1] = alpha.detach()
+        return covs

@@ -1,0 +1,130 @@
+"""META-SC: few-shot class-incremental audio classification with a stochastic classifier
+(Y. Li, W. Cao, J. Li, W. Xie, Q. He, Interspeech 2023; official code
+``vinceasvp/meta-sc``, ``models/meta_sc``).
+
+Network: the encoder, then a one-head self-attention block on the embedding (one token:
+a residual block with layer norm), then a stochastic cosine classifier whose weights are
+sampled as ``w = mu + softplus(sigma - 4) * eps`` while training and are ``mu`` at
+evaluation; logits are ``scale * cos(x, w)`` (scale 16).
+
+Base session: cross-entropy over the base classes on episodic batches (50 batches of
+5 classes x 20 clips per epoch, the code's ``CategoriesSampler``); SGD with Nesterov
+momentum, lr 0.1 halved every 40 epochs, 200 epochs, weight decay 5e-4. The code keeps the
+epoch with the best *test* accuracy; here the best epoch on the base classes' validation
+clips. Afterwards each base class's prototype (the mean attended embedding of its
+training clips) goes into a prototype bank.
+
+Incremental session: encoder and attention are frozen; only the classifier's ``mu`` and
+``sigma`` (of every seen class) are trained, for 100 full-batch steps (SGD lr 0.1,
+momentum 0.9, dampening 0.9, no weight decay) on
+``lamda_proto * CE(stored old-class prototypes) + (1 - lamda_proto) * CE(new support
+features)`` (lamda_proto 0.6), both through the sampled weights. As in the code, the
+support features pass the frozen attention block in training mode (its dropout acts as a
+light augmentation) and the new classes' ``mu`` start from small random values. Then the
+new classes' mean support features join the prototype bank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiocil.losses.fewshot import SelfAttention, class_means, cosine_logits, stochastic_weights
+from audiocil.methods.prototype import FewShotStrategy
+from audiocil.scenarios.standard import Task
+
+
+class StochasticClassifier(nn.Module):
+    """Cosine classifier with Gaussian weights; grows as classes arrive. (B, D) -> (B, C)."""
+
+    def __init__(self, dim: int, scale: float = 16.0, sigma_offset: float = 4.0) -> None:
+        super().__init__()
+        self.scale, self.offset = scale, sigma_offset
+        self.mu = nn.Parameter(torch.zeros(0, dim))
+        self.sigma = nn.Parameter(torch.zeros(0, dim))
+
+    def grow(self, n: int) -> None:
+        mu = 0.01 * torch.randn(n, self.mu.shape[1]).to(self.mu)
+        self.mu = nn.Parameter(torch.cat([self.mu.data, mu]))
+        self.sigma = nn.Parameter(torch.cat([self.sigma.data, torch.zeros_like(mu)]))
+
+    def forward(self, x: torch.Tensor, stochastic: bool) -> torch.Tensor:
+        w = stochastic_weights(self.mu, self.sigma, self.offset, stochastic)
+        return self.scale * cosine_logits(x, w)
+
+
+class MetaSC(FewShotStrategy):
+    """Args (beyond :class:`Strategy`'s; every value in ``conf/method/meta_sc.yaml``):
+        scale: the cosine logits' scale (code: temperature 16).
+        sigma_offset: ``softplus(sigma - offset)`` (code: 4).
+        attn_dropout: dropout of the attention block (code: 0.5).
+        lamda_proto: weight of the prototype term in incremental sessions (code: 0.6).
+        episodes: base-session batches ``{n_way, n_per, n_batches}``, or None for shuffled
+            batches of ``batch_size``.
+        later_tasks: incremental sessions' ``epochs`` (full-batch steps), ``lr``,
+            ``momentum``, ``dampening``.
+    """
+
+    scenarios = ("fewshot",)
+
+    def __init__(self, *args, scale: float = 16.0, sigma_offset: float = 4.0,
+                 attn_dropout: float = 0.5, lamda_proto: float = 0.6,
+                 episodes: Mapping | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        dim = self.network.backbone.out_dim
+        self.attention = SelfAttention(dim, attn_dropout)
+        self.classifier = StochasticClassifier(dim, scale, sigma_offset)
+        self.lamda_proto = float(lamda_proto)
+        self.episodes = dict(episodes) if episodes else None
+        self.register_buffer("bank", torch.zeros(0, dim))  # one prototype per seen class
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Attended embedding (B, D)."""
+        return self.attention(self.network.embed(x).unsqueeze(1)).squeeze(1)
+
+    def before_task(self, task: Task, dm) -> None:
+        self.task = task
+        self.classifier.grow(task.new)
+        dm.episodes = self.episodes if task.known == 0 else None
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        logits = self.classifier(self.embed(x), stochastic=True)[:, :self.total]
+        return F.cross_entropy(logits, y), {}
+
+    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"cnn": self.classifier(self.embed(x), stochastic=False)[:, :self.total]}
+
+    def after_task(self, task: Task, dm) -> None:
+        dm.episodes = None
+        if task.known > 0:
+            self.train_session(task, dm)
+        feats, labels = self.labelled_features(dm, dm.own_indices, self.embed)
+        means = class_means(feats, labels, range(task.known, task.total))
+        self.bank = torch.cat([self.bank[:task.known], means.to(self.bank)])
+
+    def train_session(self, task: Task, dm) -> None:
+        """Fit ``mu`` and ``sigma`` on the prototype bank and the new support features."""
+        cfg = self.later_tasks
+        torch.manual_seed(self.session_seed(task))
+        base, labels = self.labelled_features(dm, dm.own_indices)  # frozen encoder, eval mode
+        params = [self.classifier.mu, self.classifier.sigma]
+        opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
+                              dampening=cfg.get("dampening", 0.9), weight_decay=0.0)
+        old = torch.arange(task.known, device=self.device)
+        self.eval()
+        self.attention.train()  # dropout on, weights frozen (not in the optimiser)
+        with torch.enable_grad():
+            for _ in range(int(cfg["epochs"])):
+                with torch.no_grad():
+                    support = self.attention(base.unsqueeze(1)).squeeze(1)
+                logits_p = self.classifier(self.bank, stochastic=True)[:, :task.total]
+                logits_s = self.classifier(support, stochastic=True)[:, :task.total]
+                loss = (self.lamda_proto * F.cross_entropy(logits_p, old)
+                        + (1 - self.lamda_proto) * F.cross_entropy(logits_s, labels))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.eval()

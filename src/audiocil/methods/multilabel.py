@@ -1,0 +1,226 @@
+"""The multi-label CIL methods of Mulimani & Mesaros ("Class-incremental learning for
+multi-label audio classification", ICASSP 2024; "A closer look at class-incremental learning
+for multi-label audio classification", IEEE/ACM TASLP 2025), as one loss with terms on or
+off. Each has a thin ``conf/method/<name>.yaml``:
+
+========  =====================================================================================
+``ft``    fine-tuning: the whole network, BCE over every seen class on the phase's clips (old
+          classes read 0 there: their labels are not given), nothing against forgetting.
+``fe``    feature extraction: after phase 0 the extractor is frozen (weights and BatchNorm
+          statistics) and only the new classes' classifier rows are trained (BCE on them);
+          the old rows are kept exactly as they were.
+``at``    audio tagging: at each phase, a network trained from scratch on every training clip
+          of the seen classes with all their seen labels; the upper bound.
+``indl``  independent learning: BCE on the new classes' logits only.
+``iod``   IndL + output distillation (KL of T-softened softmaxes over the old classes'
+          logits, times T²) from the frozen previous learner.
+``ifd``   IndL + feature distillation (1 - cosine of L2-normalised embeddings) from it.
+``iodfd`` IndL + both, weighted adaptively as classes grow.
+========  =====================================================================================
+
+The adaptive weight of a distillation term is LUCIR's (Hou et al., CVPR 2019),
+``lambda = lambda_base * (C_old / C_new) ** 0.5`` (``lambda_exponent: 0.5``,
+``lambda_ratio: old``): this is the default because it is the formula the papers describe.
+The authors' released code instead uses ``lambda_base * ((C_old + C_new) / C_new) ** 0.66``
+on the output distillation only, with ``lambda_base`` = 5 on a KL averaged over classes
+too (PyTorch's default ``nn.KLDivLoss()``) and weight 1 on a feature distillation computed
+between the whole batch's flattened last convolutional maps: ``lambda_ratio: total,
+lambda_exponent: 0.66, adaptive_terms: [kd], lambda_kd: 5, lambda_fd: 1,
+kd_reduction: mean, fd_scope: batch`` approach it (the features here are the backbone's
+embeddings). It also weights the positive BCE term by #negatives / #positives of the
+phase (``pos_weight: auto``).
+
+Defaults from the paper: SGD momentum 0.9, batch 32, lr 0.01 in phase 0 and 0.001 after,
+cosine schedule, T = 2, class-balanced mini-batches (``sampler: balanced``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from audiocil.heads import IncrementalLinear
+from audiocil.losses.multilabel import (
+    adaptive_weight,
+    bce_loss,
+    feature_distillation,
+    output_distillation,
+    positive_weight,
+)
+from audiocil.methods.base import FrozenCopy, Strategy
+from audiocil.scenarios.standard import Task
+
+
+class _Learner(nn.Module):
+    """Backbone + head of a previous phase: ``(B, 1, F, T) -> (logits, embeddings)``."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.backbone(z)
+        return self.head(feats), feats
+
+
+class MultilabelCIL(Strategy):
+    """Args (beyond :class:`Strategy`'s):
+        loss_classes: ``new`` (IndL: BCE on the phase's classes only) or ``seen`` (BCE over
+            every seen class, as fine-tuning).
+        train_data: ``phase`` (the scenario's clips of the phase, with only its labels) or
+            ``seen`` (every clip of the seen classes with all their seen labels: ``at``).
+        reinit: re-initialise the network at every phase > 0 and train it with the first
+            phase's schedule (``at``).
+        freeze_extractor: freeze the backbone after phase 0 and keep the old classes'
+            classifier rows unchanged (``fe``).
+        lambda_kd: base weight of the output distillation (0: off).
+        lambda_fd: base weight of the feature distillation (0: off).
+        T: distillation temperature (2).
+        kd_reduction: ``batchmean`` (KL per clip) or ``mean`` (also divided by C_old, the
+            authors' code).
+        fd_scope: ``sample`` (a cosine per clip) or ``batch`` (the authors' code).
+        adaptive_terms: the terms whose weight grows as in :func:`adaptive_weight`.
+        lambda_exponent, lambda_ratio: the adaptive weight's exponent and ratio (``old``:
+            C_old / C_new, LUCIR; ``total``: (C_old + C_new) / C_new, the authors' code).
+        pos_weight: None, or ``auto`` (#neg / #pos of the loss's targets over the phase's
+            training clips, as the authors' code) or a number.
+        sampler: ``balanced`` (class-balanced mini-batches) or ``shuffle``.
+    """
+
+    scenarios = ("multilabel",)
+
+    def __init__(self, *args, loss_classes: str = "new", train_data: str = "phase",
+                 reinit: bool = False, freeze_extractor: bool = False, lambda_kd: float = 0.0,
+                 lambda_fd: float = 0.0, T: float = 2.0, kd_reduction: str = "batchmean",
+                 fd_scope: str = "sample", adaptive_terms: Sequence[str] = ("kd", "fd"),
+                 lambda_exponent: float = 0.5, lambda_ratio: str = "old",
+                 pos_weight: float | str | None = None, sampler: str = "balanced",
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        checks = {"loss_classes": (loss_classes, ("new", "seen")),
+                  "train_data": (train_data, ("phase", "seen")),
+                  "kd_reduction": (kd_reduction, ("batchmean", "mean")),
+                  "fd_scope": (fd_scope, ("sample", "batch")),
+                  "lambda_ratio": (lambda_ratio, ("old", "total")),
+                  "sampler": (sampler, ("balanced", "shuffle"))}
+        for key, (val, allowed) in checks.items():
+            if val not in allowed:
+                raise ValueError(f"method.{key} must be {'|'.join(allowed)}, got {val!r}")
+        bad = set(adaptive_terms) - {"kd", "fd"}
+        if bad:
+            raise ValueError(f"method.adaptive_terms may hold kd and fd, got {sorted(bad)}")
+        if isinstance(pos_weight, str) and pos_weight != "auto":
+            raise ValueError(f"method.pos_weight must be null, auto or a number, got {pos_weight!r}")
+        if freeze_extractor and loss_classes != "new":
+            raise ValueError("freeze_extractor trains the new classes' rows only: loss_classes must be new")
+        self.loss_classes, self.train_data, self.reinit = loss_classes, train_data, reinit
+        self.freeze_extractor = freeze_extractor
+        self.lambda_kd, self.lambda_fd, self.T = float(lambda_kd), float(lambda_fd), float(T)
+        self.kd_reduction, self.fd_scope = kd_reduction, fd_scope
+        self.adaptive_terms = tuple(adaptive_terms)
+        self.lambda_exponent, self.lambda_ratio = float(lambda_exponent), lambda_ratio
+        self.pos_weight_cfg = pos_weight
+        self.pos_weight: float | None = None
+        self.sampler = sampler
+        self.teacher: FrozenCopy | None = None
+        self.extractor_frozen = False
+        self.frozen_rows: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ---- phase set-up ----------------------------------------------------------------------
+    def before_task(self, task: Task, dm) -> None:
+        distil = self.lambda_kd > 0 or self.lambda_fd > 0
+        if task.index > 0 and distil:  # freeze the previous learner before the head grows
+            self.teacher = FrozenCopy(_Learner(self.network.backbone, self.network.head))
+        super().before_task(task, dm)
+        if not self.multilabel:
+            raise ValueError(f"method {type(self).__name__} needs a multi-label dataset")
+        if self.reinit and task.index > 0:
+            for m in self.network.backbone.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            self.network.head = IncrementalLinear(self.network.backbone.out_dim, task.total)
+        if self.freeze_extractor and task.index > 0:
+            self.extractor_frozen = True
+            for p in self.network.backbone.parameters():
+                p.requires_grad_(False)
+            self.network.backbone.eval()  # Lightning keeps each module's mode across fit/test
+            head = self.network.head
+            self.frozen_rows = (head.weight.data[:task.known].clone(),
+                                head.bias.data[:task.known].clone())
+        dm.set_sampler(self.sampler)
+
+    def train_indices(self, task: Task, dm) -> np.ndarray:
+        if self.train_data == "seen":
+            dm.set_target_mask(range(task.total))
+            idx = dm.indices_of(range(task.total))
+        else:
+            idx = super().train_indices(task, dm)
+        self.pos_weight = self._pos_weight(task, dm, idx)
+        return idx
+
+    def _pos_weight(self, task: Task, dm, idx: np.ndarray) -> float | None:
+        cfg = self.pos_weight_cfg
+        if cfg is None:
+            return None
+        if cfg != "auto":
+            return float(cfg)
+        ds = dm.subset(idx)
+        y = torch.stack([ds.target(int(i)) for i in idx]) if len(idx) else torch.zeros(0, 1)
+        lo = task.known if self.loss_classes == "new" else 0
+        return positive_weight(y[:, lo:task.total])
+
+    def after_task(self, task: Task, dm) -> None:
+        self.teacher = None  # the next phase freezes a fresh one
+        self.frozen_rows = None
+        super().after_task(task, dm)
+
+    def optim_cfg(self, task: Task | None = None) -> dict:
+        if self.reinit:  # trained from scratch every time: always the first phase's schedule
+            return self.first_task
+        return super().optim_cfg(task)
+
+    # ---- training ---------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> MultilabelCIL:
+        super().train(mode)
+        if self.extractor_frozen:  # frozen BatchNorm statistics too
+            self.network.backbone.eval()
+        return self
+
+    def weight(self, term: str) -> float:
+        """The weight of distillation term ``kd`` or ``fd`` in the current phase."""
+        base = self.lambda_kd if term == "kd" else self.lambda_fd
+        if term not in self.adaptive_terms or self.known == 0:
+            return base
+        return adaptive_weight(base, self.known, self.total - self.known, self.lambda_exponent,
+                               self.lambda_ratio)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        net = self.network
+        z = net.frontend(x)
+        feats = net.backbone(z)
+        logits = net.head(feats)
+        k, total = self.known, logits.shape[1]
+        lo = k if self.loss_classes == "new" else 0
+        cls = bce_loss(logits[:, lo:], y[:, lo:total], self.pos_weight)
+        loss, extra = cls, {"bce": cls.detach()}
+        if self.teacher is not None and k > 0:
+            t_logits, t_feats = self.teacher(z)
+            if self.lambda_kd > 0:
+                kd = output_distillation(logits[:, :k], t_logits, self.T, self.kd_reduction)
+                loss = loss + self.weight("kd") * kd
+                extra["kd"] = kd.detach()
+            if self.lambda_fd > 0:
+                fd = feature_distillation(feats, t_feats, self.fd_scope)
+                loss = loss + self.weight("fd") * fd
+                extra["fd"] = fd.detach()
+        return loss, extra
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.frozen_rows is not None:  # fe: the old rows stay as they were (weight decay)
+            w, b = self.frozen_rows
+            head = self.network.head
+            head.weight.data[: len(w)] = w.to(head.weight.device)
+            head.bias.data[: len(b)] = b.to(head.bias.device)
