@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.conftest import TINY, compose_cfg, epochs
 
 from audiocil.metrics.continual import summarize
 from audiocil.run import run
+from tests.conftest import TINY, compose_cfg, epochs
 
 CHANCE = 100 / 8
 PROTOCOL = [*TINY, *epochs(8), "trainer.limit_val_batches=0"]

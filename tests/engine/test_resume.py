@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import TINY, epochs
 
 FIGURES = ["accuracy_matrix", "accuracy_per_step", "avg_incremental_accuracy", "last_accuracy",
