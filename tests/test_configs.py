@@ -62,9 +62,11 @@ REAL = {
 }
 EMBEDDED_TINY = {  # the embedded datasets, shrunk so that they build in seconds
     "synth20": ["dataset.loader.n_classes=4"],
-    "gm100": ["dataset.loader.n_classes=3", "dataset.loader.notes_per_split=[2,1,1]"],
+    "gm100": ["dataset.loader.n_classes=3", "dataset.loader.notes_per_split=[2,1,1]",
+              "+dataset.loader.programs=[0,24,40,56]"],
     "gmmix50": ["dataset.loader.n_drum_classes=2", "dataset.loader.n_program_classes=2",
-                "dataset.loader.clips_per_split=[8,4,4]"],
+                "dataset.loader.clips_per_split=[8,4,4]", "+dataset.loader.programs=[0,24,40]",
+                "+dataset.loader.drum_keys=[36,38,42]"],
 }
 
 
