@@ -102,7 +102,7 @@ class AMFO(FewShotStrategy):
         self.general = nn.Linear(D, D, bias=False)
         self.specific = nn.ParameterList()  # A_s of sessions 1..S
         self.pos, self.neg = nn.ParameterList(), nn.ParameterList()  # heads of sessions 0..S
-        self.fusion = fusion_net(0, hidden)
+        self.fusion = fusion_net(1, hidden)  # made for the seen classes in before_task
         self.register_buffer("gates", torch.zeros(0, D))
         self.register_buffer("means", torch.zeros(0, D))
         self.register_buffer("covs", torch.zeros(0, D, D))
@@ -138,6 +138,7 @@ class AMFO(FewShotStrategy):
     def before_task(self, task: Task, dm) -> None:
         self.task = task
         if task.known == 0:
+            self.__dict__["_test_cache"] = {}
             D = self.general.in_features
             self.pos.append(nn.Parameter(nn.init.normal_(torch.empty(task.total, D), 0, 0.01)))
             self.neg.append(nn.Parameter(nn.init.normal_(torch.empty(task.total, D), 0, 0.01)))
@@ -147,8 +148,8 @@ class AMFO(FewShotStrategy):
         P, N = self.heads(self.network.embed(x))
         return self.loss(P, N, y, self.base_loss, self.total), {}
 
-    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"cnn": self.fuse(*self.heads(self.network.embed(x)))[0]}
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fuse(*self.heads(h))[0]
 
     # ---- end of a session ---------------------------------------------------------------------
     def after_task(self, task: Task, dm) -> None:

@@ -43,6 +43,9 @@ def nme_logits(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
 class ICaRL(LwF):
     """Args: as :class:`LwF` (``lamda`` 1, cross-entropy over all classes), plus a memory."""
 
+    #: not LwF's multi-label support: herding and class means need single-label clips
+    scenarios = ("standard", "fewshot")
+
     def __init__(self, *args, T: float = 2.0, lamda: float = 1.0,
                  new_classes_only_ce: bool = False, **kwargs) -> None:
         super().__init__(*args, T=T, lamda=lamda, new_classes_only_ce=new_classes_only_ce, **kwargs)

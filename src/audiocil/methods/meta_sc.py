@@ -83,9 +83,14 @@ class MetaSC(FewShotStrategy):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Attended embedding (B, D)."""
-        return self.attention(self.network.embed(x).unsqueeze(1)).squeeze(1)
+        return self.attend(self.network.embed(x))
+
+    def attend(self, h: torch.Tensor) -> torch.Tensor:
+        return self.attention(h.unsqueeze(1)).squeeze(1)
 
     def before_task(self, task: Task, dm) -> None:
+        if task.known == 0:
+            self.__dict__["_test_cache"] = {}
         self.task = task
         self.classifier.grow(task.new)
         dm.episodes = self.episodes if task.known == 0 else None
@@ -94,8 +99,8 @@ class MetaSC(FewShotStrategy):
         logits = self.classifier(self.embed(x), stochastic=True)[:, :self.total]
         return F.cross_entropy(logits, y), {}
 
-    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"cnn": self.classifier(self.embed(x), stochastic=False)[:, :self.total]}
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.attend(h), stochastic=False)[:, :self.total]
 
     def after_task(self, task: Task, dm) -> None:
         dm.episodes = None
@@ -119,7 +124,7 @@ class MetaSC(FewShotStrategy):
         with torch.enable_grad():
             for _ in range(int(cfg["epochs"])):
                 with torch.no_grad():
-                    support = self.attention(base.unsqueeze(1)).squeeze(1)
+                    support = self.attend(base)
                 logits_p = self.classifier(self.bank, stochastic=True)[:, :task.total]
                 logits_s = self.classifier(support, stochastic=True)[:, :task.total]
                 loss = (self.lamda_proto * F.cross_entropy(logits_p, old)

@@ -20,15 +20,17 @@ off. Each has a thin ``conf/method/<name>.yaml``:
 
 The adaptive weight of a distillation term is LUCIR's (Hou et al., CVPR 2019),
 ``lambda = lambda_base * (C_old / C_new) ** 0.5`` (``lambda_exponent: 0.5``,
-``lambda_ratio: old``): this is the default because it is the formula the papers describe.
-The authors' released code instead uses ``lambda_base * ((C_old + C_new) / C_new) ** 0.66``
-on the output distillation only, with ``lambda_base`` = 5 on a KL averaged over classes
-too (PyTorch's default ``nn.KLDivLoss()``) and weight 1 on a feature distillation computed
-between the whole batch's flattened last convolutional maps: ``lambda_ratio: total,
-lambda_exponent: 0.66, adaptive_terms: [kd], lambda_kd: 5, lambda_fd: 1,
-kd_reduction: mean, fd_scope: batch`` approach it (the features here are the backbone's
-embeddings). It also weights the positive BCE term by #negatives / #positives of the
-phase (``pos_weight: auto``).
+``lambda_ratio: old``), on both terms: this is the default because it is the formula the
+papers describe. The authors' released code instead uses
+``lambda_base * ((C_old + C_new) / C_new) ** 0.66`` (``lambda_ratio: total,
+lambda_exponent: 0.66``) on the output distillation only (``adaptive_terms: [kd]``). The base
+weights are the code's: ``lambda_kd`` = 5 on a KL averaged over the old classes as well
+(``kd_reduction: mean``, PyTorch's default ``nn.KLDivLoss()``, for which 5 is tuned) and
+``lambda_fd`` = 1. The code's feature distillation is one cosine between the whole batch's
+flattened last convolutional maps (``fd_scope: batch`` flattens the same way; the features
+here are the backbone's embeddings, per clip by default as the papers describe), and it
+weights the positive BCE term by #negatives / #positives of the phase (``pos_weight: auto``,
+off by default).
 
 Defaults from the paper: SGD momentum 0.9, batch 32, lr 0.01 in phase 0 and 0.001 after,
 cosine schedule, T = 2, class-balanced mini-batches (``sampler: balanced``).
@@ -94,7 +96,7 @@ class MultilabelCIL(Strategy):
 
     def __init__(self, *args, loss_classes: str = "new", train_data: str = "phase",
                  reinit: bool = False, freeze_extractor: bool = False, lambda_kd: float = 0.0,
-                 lambda_fd: float = 0.0, T: float = 2.0, kd_reduction: str = "batchmean",
+                 lambda_fd: float = 0.0, T: float = 2.0, kd_reduction: str = "mean",
                  fd_scope: str = "sample", adaptive_terms: Sequence[str] = ("kd", "fd"),
                  lambda_exponent: float = 0.5, lambda_ratio: str = "old",
                  pos_weight: float | str | None = None, sampler: str = "balanced",

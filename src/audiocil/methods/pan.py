@@ -80,11 +80,10 @@ class PAN(FewShotStrategy):
         self.meta = {**META_DEFAULTS, **dict(meta or {})}
         self.register_buffer("prototypes", torch.zeros(0, dim))
 
-    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
         if len(self.prototypes) < self.total:  # the base session, while training
-            return {"cnn": self.network(x)[0]}
-        return {"cnn": pqa_logits(self.attention, self.network.embed(x),
-                                  self.prototypes[:self.total], self.scale)}
+            return self.network.head(h)
+        return pqa_logits(self.attention, h, self.prototypes[:self.total], self.scale)
 
     def after_task(self, task: Task, dm) -> None:
         if task.known == 0:
@@ -128,6 +127,6 @@ class PAN(FewShotStrategy):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
         self.eval()
         self.meta_loss = float(np.mean(losses[-10:]))

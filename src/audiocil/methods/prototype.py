@@ -36,6 +36,11 @@ class FewShotStrategy(Strategy):
     few-shot scenario restricts to the base classes) is restored at the end of training;
     with no validation data (``trainer.limit_val_batches=0``) the last epoch is kept.
     ``first_task`` / ``later_tasks`` may also set ``nesterov`` and ``dampening`` (SGD).
+
+    A method classifies encoder embeddings (:meth:`classify`). Once the encoder is frozen
+    (after the base session) the embedding of a test clip never changes, so test passes
+    compute it once and reuse it, by dataset index (an exact shortcut, not kept in
+    checkpoints): the few-shot protocol tests every seen class after every session.
     """
 
     scenarios: tuple[str, ...] = ("fewshot",)
@@ -49,6 +54,39 @@ class FewShotStrategy(Strategy):
 
     def epochs(self, task: Task) -> int:
         return int(self.first_task["epochs"]) if task.known == 0 else 0
+
+    # ---- classification ---------------------------------------------------------------------
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, C) logits over the seen classes from encoder embeddings (B, D)."""
+        return self.network.head(h)
+
+    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"cnn": self.classify(self.network.embed(x))}
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y, idx = batch
+        h = self.frozen_embed(x, idx) if self.known > 0 else self.network.embed(x)
+        self.eval_metrics["cnn"].update(self.classify(h).float(), y)
+
+    def frozen_embed(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Embeddings of test clips (dataset indices ``idx``) by the frozen encoder, cached."""
+        cache = self.__dict__.setdefault("_test_cache", {})
+        keys = [int(i) for i in idx]
+        todo = [k for k, i in enumerate(keys) if i not in cache]
+        if todo:
+            for k, e in zip(todo, self.network.embed(x[todo]), strict=True):
+                cache[keys[k]] = e
+        return torch.stack([cache[i] for i in keys])
+
+    def before_task(self, task: Task, dm) -> None:
+        if task.known == 0:
+            self.__dict__["_test_cache"] = {}
+        super().before_task(task, dm)
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_test_cache"] = {}
+        return state
 
     def session_seed(self, task: Task) -> int:
         return hash((self.seed, task.index, 4231)) % (2**62)
@@ -136,8 +174,8 @@ class Prototype(FewShotStrategy):
         means = class_means(feats, labels, range(task.known, task.total))
         self.prototypes = torch.cat([self.prototypes[:task.known], means.to(self.prototypes)])
 
-    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
         if len(self.prototypes) < self.total:  # the base session, while training
-            return {"cnn": self.network(x)[0]}
-        return {"cnn": self.scale * cosine_logits(self.network.embed(x), self.prototypes[:self.total])}
+            return self.network.head(h)
+        return self.scale * cosine_logits(h, self.prototypes[:self.total])
 

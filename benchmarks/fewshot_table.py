@@ -1,0 +1,117 @@
+"""Few-shot class-incremental check: every method on one protocol, one CPU budget, a table.
+
+Runs the methods one after the other in this process (``audiocil.run.run``), each on
+``experiment=<protocol>`` (default ``gm100_fscil``: 55 base classes + 9 sessions of 5-way
+5-shot on the embedded gm100) with ``--trials`` draws of the shots after one base session,
+the same base-session budget for every method (``--epochs`` epochs, cosine learning rate
+from each method's own initial rate) on a small CNN, then prints a markdown table of
+accuracy per session (mean over trials), AA, PD, the last session's base / novel / HM
+accuracy and CPI, and writes it to ``<out>/table.md``.
+
+    PYTHONPATH=src python benchmarks/fewshot_table.py --trials 3 --epochs 8 --width 8 \\
+        --n-mels 64 --out outputs/fewshot_table
+    # any other Hydra override for every method: --set dataset.loader.seed=1
+
+Incremental-session budgets are each method's own (conf/method/*.yaml) except finetune
+(``--finetune-epochs`` epochs on the shots) and iCaRL (``--icarl-epochs``, a memory of
+``--icarl-memory`` clips), whose sessions train the whole network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+DEFAULT_METHODS = "finetune,prototype,meta_sc,pan,amfo"
+
+
+def overrides(method: str, a: argparse.Namespace) -> list[str]:
+    out = [f"experiment={a.experiment}", f"method={method}", f"scenario.trials={a.trials}",
+           "backbone=smallcnn", f"backbone.width={a.width}", f"dataset.frontend.n_mels={a.n_mels}",
+           f"method.first_task.epochs={a.epochs}", "method.first_task.scheduler=cosine",
+           f"seed={a.seed}", "trainer.enable_progress_bar=false", "logger=csv"]
+    if method == "finetune":
+        out += [f"method.later_tasks.epochs={a.finetune_epochs}", "method.later_tasks.scheduler=cosine",
+                "trainer.limit_val_batches=0"]
+    if method == "icarl":
+        out += [f"method.later_tasks.epochs={a.icarl_epochs}", "method.later_tasks.scheduler=cosine",
+                f"method.memory.size={a.icarl_memory}", "trainer.limit_val_batches=0"]
+    return out + list(a.set)
+
+
+def compose(overrides_: list[str], root: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from audiocil.config import CONFIG_DIR, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=[f"paths.root_dir={root}", *overrides_])
+
+
+def fmt(m: float | None, s: float | None = None) -> str:
+    if m is None:
+        return "-"
+    return f"{m:.1f}" if not s else f"{m:.1f} ± {s:.1f}"
+
+
+def table(results: dict[str, dict]) -> str:
+    any_res = next(iter(results.values()))
+    n = len(any_res["accuracy_per_session"])
+    head = ["method", *[f"A{i}" for i in range(n)], "AA", "PD", "base (last)", "novel (last)",
+            "HM (last)", "CPI", "min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        row = [name, *[fmt(a) for a in r["accuracy_per_session"]], fmt(r["aa"], r["aa_std"]),
+               fmt(r["pd"], r["pd_std"]), fmt(r["base_accuracy_per_session"][-1]),
+               fmt(r["novel_accuracy_per_session"][-1]), fmt(r["hm_per_session"][-1]),
+               fmt(r["cpi"], r["cpi_std"]), f"{sum(r['time_s_per_task']) / 60:.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--experiment", default="gm100_fscil")
+    p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated")
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=8, help="base-session epochs, every method")
+    p.add_argument("--width", type=int, default=8, help="smallcnn width")
+    p.add_argument("--n-mels", type=int, default=64)
+    p.add_argument("--finetune-epochs", type=int, default=20)
+    p.add_argument("--icarl-epochs", type=int, default=5)
+    p.add_argument("--icarl-memory", type=int, default=550)
+    p.add_argument("--seed", type=int, default=1993)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
+    p.add_argument("--root", default=".", help="paths.root_dir: where outputs/data and the cache are")
+    p.add_argument("--out", default="outputs/fewshot_table")
+    p.add_argument("--set", action="append", default=[], help="extra Hydra override, repeatable")
+    a = p.parse_args()
+
+    from audiocil.run import run
+
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    results: dict[str, dict] = {}
+    for method in a.methods.split(","):
+        t0 = time.time()
+        run_dir = out / method
+        if (run_dir / "config.yaml").exists():  # finished or interrupted: resume
+            cfg = compose([f"resume={run_dir.resolve()}"], a.root)
+        else:
+            cfg = compose(overrides(method, a), a.root)
+        run(cfg, run_dir)
+        results[method] = json.loads((run_dir / "results.json").read_text())
+        print(f"{method}: {(time.time() - t0) / 60:.1f} min", flush=True)
+        text = table(results)
+        (out / "table.md").write_text(text + "\n")
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
