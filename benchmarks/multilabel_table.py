@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch threads (1: the fastest for a small CNN on a shared machine)")
     ap.add_argument("--no-share-phase0", action="store_true",
                     help="train phase 0 in every run instead of once")
+    ap.add_argument("--phase0-from", type=Path, default=None,
+                    help="the run directory whose phase 0 the others start from (default: "
+                         "the first method's); lets a second process share it")
     args = ap.parse_args(argv)
 
     import torch
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
-    phase0 = None if args.no_share_phase0 else args.out / args.methods[0]
+    phase0 = None if args.no_share_phase0 else (args.phase0_from or args.out / args.methods[0])
     for m in args.methods:
         print(f"== {m}", flush=True)
         results[m] = run_method(m, args.out, extra, phase0)

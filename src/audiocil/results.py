@@ -74,51 +74,64 @@ class RunRecord:
     def to_json(self) -> dict:
         out = dict(self.meta)
         out["completed_tasks"] = len(self.steps)
-        out.update(self.figures("cnn"))
-        out["nme"] = self.figures("nme") if "nme" in self.classifiers() else None
+        out.update(self.scores_json())
         out["time_s_per_task"] = [s["time_s"] for s in self.steps]
         out["params_per_task"] = [s["params"] for s in self.steps]
         out["memory_samples"] = [s["memory_samples"] for s in self.steps]
         out["memory_bytes"] = [s["memory_bytes"] for s in self.steps]
         return out
 
+    def scores_json(self) -> dict:
+        """The scenario's figures in ``results.json``."""
+        return {**self.figures("cnn"),
+                "nme": self.figures("nme") if "nme" in self.classifiers() else None}
+
+    def csv_columns(self, name: str) -> list[str]:
+        """The per-step CSV columns of one classifier."""
+        return [f"{name}_{c}" for c in ("accuracy", "top5", "old_accuracy", "new_accuracy",
+                                         "forgetting")]
+
+    def csv_values(self, step: dict, figures: dict, i: int) -> list:
+        """The values of :meth:`csv_columns` at step ``i``."""
+        return [step["accuracy"], step["top5"], step["old_accuracy"], step["new_accuracy"],
+                figures["forgetting_per_step"][i]]
+
     def csv_text(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
         names = self.classifiers()
-        header = ["task", "n_classes"]
-        for n in names:
-            header += [f"{n}_accuracy", f"{n}_top5", f"{n}_old_accuracy", f"{n}_new_accuracy",
-                       f"{n}_forgetting"]
-        header += ["time_s", "params", "memory_samples"]
-        w.writerow(header)
+        w.writerow(["task", "n_classes", *(c for n in names for c in self.csv_columns(n)),
+                    "time_s", "params", "memory_samples"])
         fig = {n: self.figures(n) for n in names}
         for i, s in enumerate(self.steps):
             row = [s["task"], s["n_classes"]]
             for n in names:
-                row += [s[n]["accuracy"], s[n]["top5"], s[n]["old_accuracy"], s[n]["new_accuracy"],
-                        fig[n]["forgetting_per_step"][i]]
-            row += [round(s["time_s"], 2), s["params"], s["memory_samples"]]
-            w.writerow(row)
+                row += self.csv_values(s[n], fig[n], i)
+            w.writerow([*row, round(s["time_s"], 2), s["params"], s["memory_samples"]])
         return buf.getvalue()
 
     def table(self) -> str:
-        """A plain-text summary: accuracy per step, AA, last accuracy, forgetting."""
-        lines = []
+        """A plain-text table: per classifier, accuracy per step (over all seen classes),
+        AA, last accuracy, forgetting and BWT."""
+        m = self.meta
+        head = (f"{m.get('method')} on {m.get('dataset')}: {len(self.steps)} of "
+                f"{len(m.get('tasks', [])) or len(self.steps)} tasks, seed {m.get('seed')} "
+                f"(accuracy %, all seen classes)")
+        steps = "".join(f"{f'step {t + 1}':>8}" for t in range(len(self.steps)))
+        lines = [head, f"{'classifier':<10}{steps} | {'AA':>6} {'last':>6} {'forgetting':>10} "
+                       f"{'BWT':>7}"]
         for n in self.classifiers():
             f = self.figures(n)
-            steps = " ".join(f"{a:5.1f}" for a in f["accuracy_per_step"])
-            lines.append(f"[{self.meta.get('method')}/{n}] accuracy per step: {steps}")
-            lines.append(f"[{self.meta.get('method')}/{n}] AA {f['avg_incremental_accuracy']:.2f}  "
-                         f"last {f['last_accuracy']:.2f}  forgetting {f['forgetting']:.2f}  "
-                         f"BWT {f['bwt']:.2f}")
+            acc = "".join(f"{a:8.1f}" for a in f["accuracy_per_step"])
+            lines.append(f"{n:<10}{acc} | {f['avg_incremental_accuracy']:6.2f} "
+                         f"{f['last_accuracy']:6.2f} {f['forgetting']:10.2f} {f['bwt']:7.2f}")
         return "\n".join(lines)
 
     def state_dict(self) -> dict:
         return {"meta": self.meta, "steps": self.steps}
 
     @classmethod
-    def from_state(cls, state: dict) -> RunRecord:
+    def from_state(cls, state: dict):
         rec = cls(state["meta"])
         rec.steps = list(state["steps"])
         return rec

@@ -149,5 +149,5 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
     record = sequencer.run(strategy, dm, make_trainer_factory(cfg, run_dir, logger), start)
     if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
         write_outputs(record, run_dir)
-        print(f"\n{record.table()}\nresults: {run_dir / 'results.json'}")
+        print(f"\n== summary ==\n{record.table()}\nresults: {run_dir / 'results.json'}")
     return record.to_json()

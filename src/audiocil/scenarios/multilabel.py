@@ -23,9 +23,6 @@ scenario. In phase t:
 
 from __future__ import annotations
 
-import csv
-import io
-
 import numpy as np
 import torch
 from torch import nn
@@ -37,6 +34,7 @@ from audiocil.metrics.multilabel import (
     base_forgetting,
     mean_over_phases,
 )
+from audiocil.results import RunRecord
 from audiocil.scenarios.standard import Task, class_order, split_tasks
 
 
@@ -108,7 +106,7 @@ def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
 
 
-class MultilabelRecord:
+class MultilabelRecord(RunRecord):
     """The figures of a multi-label run, phase by phase (scores in percent).
 
     ``results.json`` holds the shared keys (``method, dataset, scenario, seed, class_order,
@@ -125,10 +123,6 @@ class MultilabelRecord:
       ``avg_map_thresholded``; last values ``last_macro_f1``, ``last_map``;
     * ``last_f1_per_class``, ``last_ap_per_class`` in class-order positions.
     """
-
-    def __init__(self, meta: dict) -> None:
-        self.meta = dict(meta)
-        self.steps: list[dict] = []
 
     def add_step(self, task: Task, scores: dict[str, dict], info: dict) -> None:
         step = {"task": task.index, "n_classes": task.total, **info}
@@ -148,9 +142,6 @@ class MultilabelRecord:
             }
         self.steps = sorted([x for x in self.steps if x["task"] != task.index] + [step],
                             key=lambda x: x["task"])
-
-    def classifiers(self) -> list[str]:
-        return [k for k in ("cnn", "nme") if self.steps and k in self.steps[0]]
 
     def figures(self, name: str = "cnn") -> dict:
         """The summary figures of one classifier."""
@@ -183,37 +174,16 @@ class MultilabelRecord:
             "test_clips": st[-1]["test_clips"] if st else 0,
         }
 
-    def to_json(self) -> dict:
-        out = dict(self.meta)
-        out["completed_tasks"] = len(self.steps)
-        out["scores_in"] = "percent"
-        out.update(self.figures("cnn"))
-        out["time_s_per_task"] = [s["time_s"] for s in self.steps]
-        out["params_per_task"] = [s["params"] for s in self.steps]
-        out["memory_samples"] = [s["memory_samples"] for s in self.steps]
-        out["memory_bytes"] = [s["memory_bytes"] for s in self.steps]
-        return out
+    def scores_json(self) -> dict:
+        return {"scores_in": "percent", **self.figures("cnn")}
 
-    def csv_text(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        names = self.classifiers()
-        header = ["task", "n_classes"]
-        for n in names:
-            header += [f"{n}_macro_f1", f"{n}_micro_f1", f"{n}_map", f"{n}_map_thresholded",
-                       f"{n}_base_f1", f"{n}_new_f1", f"{n}_forgetting"]
-        header += ["time_s", "params", "memory_samples"]
-        w.writerow(header)
-        fig = {n: self.figures(n) for n in names}
-        for i, s in enumerate(self.steps):
-            row = [s["task"], s["n_classes"]]
-            for n in names:
-                x = s[n]
-                row += [x["macro_f1"], x["micro_f1"], x["map"], x["map_thresholded"],
-                        x["f1_row"][0], x["f1_row"][-1], fig[n]["forgetting_per_phase"][i]]
-            row += [round(s["time_s"], 2), s["params"], s["memory_samples"]]
-            w.writerow(row)
-        return buf.getvalue()
+    def csv_columns(self, name: str) -> list[str]:
+        return [f"{name}_{c}" for c in ("macro_f1", "micro_f1", "map", "map_thresholded",
+                                         "base_f1", "new_f1", "forgetting")]
+
+    def csv_values(self, step: dict, figures: dict, i: int) -> list:
+        return [step["macro_f1"], step["micro_f1"], step["map"], step["map_thresholded"],
+                step["f1_row"][0], step["f1_row"][-1], figures["forgetting_per_phase"][i]]
 
     def table(self) -> str:
         """The end-of-run summary: F1 and mAP per phase, their averages, forgetting."""
@@ -238,12 +208,3 @@ class MultilabelRecord:
                          f"{fmt(f['avg_map_thresholded']).strip()}  "
                          f"avg forgetting {fmt(f['avg_forgetting']).strip()}")
         return "\n".join(lines)
-
-    def state_dict(self) -> dict:
-        return {"meta": self.meta, "steps": self.steps}
-
-    @classmethod
-    def from_state(cls, state: dict) -> MultilabelRecord:
-        rec = cls(state["meta"])
-        rec.steps = list(state["steps"])
-        return rec
