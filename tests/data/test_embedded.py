@@ -228,6 +228,21 @@ def test_variation_is_seeded_bounded_and_does_what_it_says():
         Variation(snr_db_min=30.0, snr_db_max=10.0)
 
 
+def test_a_chain_without_eq_keeps_its_settings_and_draws():
+    """eq_db = 0 leaves the settings (the dataset hash) and the random draws as they were
+    before the EQ existed: the clip equals one made by the chain's other stages alone."""
+    plain = Variation(eq_db=0.0)
+    assert "eq_db" not in plain.asdict() and Variation().asdict()["eq_db"] == Variation().eq_db
+    for v in (plain, Variation(eq_db=6.0)):
+        assert Variation.from_settings(v.asdict()) == v
+    t = np.arange(16000) / 16000
+    clean = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    a, drawn = vary(clean, 16000, plain, np.random.default_rng(3))
+    assert drawn["eq_bands"] == []
+    b, _ = vary(clean, 16000, Variation(eq_db=6.0), np.random.default_rng(3))
+    assert not np.array_equal(a, b)
+
+
 def test_colouring_tilts_and_boosts_the_right_frequencies():
     from audiocil.data.embedded.variation import colour
 

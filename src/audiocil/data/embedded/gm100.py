@@ -133,7 +133,7 @@ def _render_instrument(task: dict) -> dict:
     program, seed = task["program"], task["seed"]
     need = sum(task["notes_per_split"])
     pool = task["pool"]
-    params = Variation(**task["variation"])
+    params = Variation.from_settings(task["variation"])
     inst = S.instrument_str(program)
     audible: list[tuple[tuple[int, int], np.ndarray]] = []
     silent: list[list[int]] = []

@@ -139,7 +139,7 @@ def _render_chunk(task: dict) -> dict:
                                 sample_rate=SAMPLE_RATE)
         for pos, clip in zip(idx, clips, strict=True):
             stems[pos] = clip
-    params = Variation(**task["variation"])
+    params = Variation.from_settings(task["variation"])
     n = int(round(CLIP_SECONDS * SAMPLE_RATE))
     fade = np.linspace(1.0, 0.0, SAMPLE_RATE // 20, dtype=np.float32)
     rows, quiet = [], []

@@ -44,16 +44,16 @@ class Variation:
 
     gain_db_min: float = -20.0
     gain_db_max: float = -1.0
-    snr_db_min: float = 0.0
-    snr_db_max: float = 30.0
+    snr_db_min: float = -10.0
+    snr_db_max: float = 20.0
     noise_slope_max: float = 2.0
     detune_cents: float = 25.0
     room_rt60_ms_min: float = 30.0
-    room_rt60_ms_max: float = 300.0
-    room_drr_db_min: float = -3.0
+    room_rt60_ms_max: float = 400.0
+    room_drr_db_min: float = -6.0
     room_drr_db_max: float = 15.0
-    tilt_db_per_octave: float = 3.0
-    eq_db: float = 0.0
+    tilt_db_per_octave: float = 4.0
+    eq_db: float = 9.0
 
     def __post_init__(self) -> None:
         for lo, hi in (("gain_db_min", "gain_db_max"), ("snr_db_min", "snr_db_max"),
@@ -85,8 +85,18 @@ class Variation:
                    room_rt60_ms_max=0.0, room_drr_db_min=0.0, room_drr_db_max=0.0,
                    tilt_db_per_octave=0.0, eq_db=0.0)
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> Variation:
+        """The inverse of :meth:`asdict` (a missing ``eq_db`` means no EQ)."""
+        return cls(**{"eq_db": 0.0, **settings})
+
     def asdict(self) -> dict:
-        return asdict(self)
+        """The fields; ``eq_db`` only when the EQ is on, so that a chain without EQ keeps
+        the settings (and the dataset hash) it had before the EQ existed."""
+        out = asdict(self)
+        if not self.eq_db:
+            del out["eq_db"]
+        return out
 
 
 def detune(wave: np.ndarray, cents: float) -> np.ndarray:
@@ -209,8 +219,9 @@ def vary(wave: np.ndarray, sample_rate: int, params: Variation,
     if params.room_rt60_ms_max > 0 and drawn["rt60_ms"] > 0:
         out = convolve(out, room_impulse_response(rng, sample_rate, drawn["rt60_ms"],
                                                   drawn["drr_db"]))
+    # eq_db == 0 draws nothing, so the noise that follows is that of a chain without EQ
     bands = [(float(np.exp(u(np.log(100.0), np.log(6000.0)))), float(u(0.3, 1.0)),
-              float(u(-params.eq_db, params.eq_db))) for _ in range(EQ_BANDS)]
+              float(u(-params.eq_db, params.eq_db))) for _ in range(EQ_BANDS)] if params.eq_db else []
     drawn["eq_bands"] = bands
     out = colour(out, sample_rate, drawn["tilt_db_per_octave"], bands)
     out = set_peak(out, drawn["gain_db"])
