@@ -11,6 +11,10 @@ accuracy and CPI, and writes it to ``<out>/table.md``.
     PYTHONPATH=src python benchmarks/fewshot_table.py --trials 3 --epochs 8 --width 8 \\
         --n-mels 64 --out outputs/fewshot_table
     # any other Hydra override for every method: --set dataset.loader.seed=1
+    # a variant of a method, with its own overrides (the label is <method>@<anything>):
+    #   --methods prototype,meta_sc,meta_sc@shuffled --set-for meta_sc@shuffled:method.episodes=null
+
+A finished run directory (``<out>/<label>``) is read, an interrupted one resumed.
 
 Incremental-session budgets are each method's own (conf/method/*.yaml) except finetune
 (``--finetune-epochs`` epochs on the shots) and iCaRL (``--icarl-epochs``, a memory of
@@ -29,7 +33,8 @@ import torch
 DEFAULT_METHODS = "finetune,prototype,meta_sc,pan,amfo"
 
 
-def overrides(method: str, a: argparse.Namespace) -> list[str]:
+def overrides(label: str, a: argparse.Namespace) -> list[str]:
+    method = label.split("@")[0]
     out = [f"experiment={a.experiment}", f"method={method}", f"scenario.trials={a.trials}",
            "backbone=smallcnn", f"backbone.width={a.width}", f"dataset.frontend.n_mels={a.n_mels}",
            f"method.first_task.epochs={a.epochs}", "method.first_task.scheduler=cosine",
@@ -40,7 +45,7 @@ def overrides(method: str, a: argparse.Namespace) -> list[str]:
     if method == "icarl":
         out += [f"method.later_tasks.epochs={a.icarl_epochs}", "method.later_tasks.scheduler=cosine",
                 f"method.memory.size={a.icarl_memory}", "trainer.limit_val_batches=0"]
-    return out + list(a.set)
+    return out + list(a.set) + [o.split(":", 1)[1] for o in a.set_for if o.split(":", 1)[0] == label]
 
 
 def compose(overrides_: list[str], root: str):
@@ -52,6 +57,16 @@ def compose(overrides_: list[str], root: str):
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=[f"paths.root_dir={root}", *overrides_])
+
+
+def finished(run_dir: Path) -> bool:
+    """A run whose results.json holds every task (read, not re-run)."""
+    path = run_dir / "results.json"
+    if not path.exists():
+        return False
+    r = json.loads(path.read_text())
+    p = r.get("protocol", {})
+    return r.get("completed_tasks") == 1 + p.get("trials", 0) * p.get("sessions", 0)
 
 
 def fmt(m: float | None, s: float | None = None) -> str:
@@ -91,6 +106,8 @@ def main() -> None:
     p.add_argument("--root", default=".", help="paths.root_dir: where outputs/data and the cache are")
     p.add_argument("--out", default="outputs/fewshot_table")
     p.add_argument("--set", action="append", default=[], help="extra Hydra override, repeatable")
+    p.add_argument("--set-for", action="append", default=[], metavar="LABEL:OVERRIDE",
+                   help="an override for one method (label) only, repeatable")
     a = p.parse_args()
 
     from audiocil.run import run
@@ -101,11 +118,12 @@ def main() -> None:
     for method in a.methods.split(","):
         t0 = time.time()
         run_dir = out / method
-        if (run_dir / "config.yaml").exists():  # finished or interrupted: resume
-            cfg = compose([f"resume={run_dir.resolve()}"], a.root)
-        else:
-            cfg = compose(overrides(method, a), a.root)
-        run(cfg, run_dir)
+        if not finished(run_dir):
+            if (run_dir / "config.yaml").exists():  # interrupted: resume
+                cfg = compose([f"resume={run_dir.resolve()}"], a.root)
+            else:
+                cfg = compose(overrides(method, a), a.root)
+            run(cfg, run_dir)
         results[method] = json.loads((run_dir / "results.json").read_text())
         print(f"{method}: {(time.time() - t0) / 60:.1f} min", flush=True)
         text = table(results)

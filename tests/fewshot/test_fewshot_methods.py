@@ -25,12 +25,12 @@ METHODS = {
     "prototype": [],
     "finetune": ["method.later_tasks.epochs=6", "method.later_tasks.scheduler=constant",
                  "method.later_tasks.lr=0.05", "trainer.limit_val_batches=0"],
-    "meta_sc": ["method.episodes.n_way=4", "method.episodes.n_per=8", "method.episodes.n_batches=8",
-                "method.later_tasks.epochs=20"],
+    "meta_sc": ["method.later_tasks.epochs=20"],
     "pan": ["method.meta.episodes=6", "method.meta.low_way=3", "method.meta.way=3",
             "method.meta.shot=3", "method.meta.query=3"],
     "amfo": ["method.later_tasks.epochs=12"],
 }
+OWN_LR = {"amfo"}  # at the code's lr 0.1 AMFO fails here: keep its yaml's rates under test
 ENCODER = ("network.frontend", "network.backbone")
 FROZEN = {"meta_sc": (*ENCODER, "attention"), "pan": (*ENCODER, "attention"),
           "amfo": (*ENCODER, "general"), "prototype": ENCODER}
@@ -44,7 +44,8 @@ def runs(tmp_path_factory, shared_root):
     try:
         for method, extra in METHODS.items():
             run_dir = tmp_path_factory.mktemp(method)
-            cfg = compose_cfg([f"method={method}", *FEWSHOT, *extra], shared_root)
+            common = [o for o in FEWSHOT if method not in OWN_LR or "first_task.lr" not in o]
+            cfg = compose_cfg([f"method={method}", *common, *extra], shared_root)
             run(cfg, run_dir)
             out[method] = (run_dir, json.loads((run_dir / "results.json").read_text()))
     finally:
@@ -59,6 +60,14 @@ def test_every_method_learns_better_than_chance(runs):
         assert res["accuracy_per_session"][0] > 4 * CHANCE, method
         assert res["last_accuracy"] > 3 * CHANCE, method
         assert res["novel_accuracy_per_session"][-1] > 2 * CHANCE, method
+
+
+def test_amfo_learns_as_well_as_the_prototype_baseline(runs):
+    """At the code's learning rate 0.1 (base session and sessions) AMFO's cosine-margin losses
+    inflate its layers' norms: 62 % base-session, 5 % last-session novel accuracy here."""
+    amfo, proto = runs["amfo"][1], runs["prototype"][1]
+    assert amfo["accuracy_per_session"][0] > proto["accuracy_per_session"][0] - 10
+    assert amfo["novel_accuracy_per_session"][-1] > 50
 
 
 def test_finetune_on_the_shots_collapses(runs):

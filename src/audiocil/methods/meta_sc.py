@@ -7,11 +7,20 @@ a residual block with layer norm), then a stochastic cosine classifier whose wei
 sampled as ``w = mu + softplus(sigma - 4) * eps`` while training and are ``mu`` at
 evaluation; logits are ``scale * cos(x, w)`` (scale 16).
 
-Base session: cross-entropy over the base classes on episodic batches (50 batches of
-5 classes x 20 clips per epoch, the code's ``CategoriesSampler``); SGD with Nesterov
-momentum, lr 0.1 halved every 40 epochs, 200 epochs, weight decay 5e-4. The code keeps the
-epoch with the best *test* accuracy; here the best epoch on the base classes' validation
-clips. Afterwards each base class's prototype (the mean attended embedding of its
+Base session: cross-entropy over the base classes; SGD with Nesterov momentum, lr 0.1
+halved every 40 epochs, 200 epochs, weight decay 5e-4, shuffled batches of 128 (the
+config's ``batch_size_base``). The code keeps the epoch with the best *test* accuracy; here
+the best epoch on the base classes' validation clips.
+
+The code's base loader draws episodes instead (50 batches per epoch of 5 classes x 20
+clips, its ``CategoriesSampler``; ``episodes`` here), with 200 epochs (10,000 steps) from an
+ImageNet-pretrained ResNet-18. From scratch on a budget of a few epochs that does not
+train: each step sees 5 of the base classes, so the batch-norm statistics (and the
+softmax over all base classes) change with the episode's classes, and the training loss
+stays above that of a uniform guess (base accuracy near chance on gm100 with the budget of
+``benchmarks/fewshot_table.py``). Episodes are therefore off by default.
+
+After the base session each base class's prototype (the mean attended embedding of its
 training clips) goes into a prototype bank.
 
 Incremental session: encoder and attention are frozen; only the classifier's ``mu`` and
@@ -62,8 +71,8 @@ class MetaSC(FewShotStrategy):
         sigma_offset: ``softplus(sigma - offset)`` (code: 4).
         attn_dropout: dropout of the attention block (code: 0.5).
         lamda_proto: weight of the prototype term in incremental sessions (code: 0.6).
-        episodes: base-session batches ``{n_way, n_per, n_batches}``, or None for shuffled
-            batches of ``batch_size``.
+        episodes: base-session batches ``{n_way, n_per, n_batches}`` (the code's episodes),
+            or None (default) for shuffled batches of ``batch_size``.
         later_tasks: incremental sessions' ``epochs`` (full-batch steps), ``lr``,
             ``momentum``, ``dampening``.
     """
