@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -109,6 +110,9 @@ def main() -> None:
     p.add_argument("--set-for", action="append", default=[], metavar="LABEL:OVERRIDE",
                    help="an override for one method (label) only, repeatable")
     a = p.parse_args()
+    # the runs' own progress lines (tasks, the base session's best validation epoch)
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("audiocil").setLevel(logging.INFO)
 
     from audiocil.run import run
 
