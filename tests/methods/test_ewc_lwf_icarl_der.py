@@ -46,7 +46,7 @@ def run_method(method: str, root: Path, run_dir: Path, monkeypatch, *extra: str)
     monkeypatch.setenv(RUN_DIR_ENV, "")
     register_resolvers()
     overrides = [
-        f"method={method}", "debug=smoke", f"paths.root_dir={root}",
+        f"method={method}", "debug=smoke", "dataset=synth20", f"paths.root_dir={root}",
         "scenario.init_cls=4", "scenario.increment=4", "dataset.loader.n_classes=8",
         "dataset.frontend.n_mels=32", "dataset.frontend.hop_length=512",  # 32 x 32 log-mels
         "backbone.width=8", "method.batch_size=32",
