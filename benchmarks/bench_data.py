@@ -18,10 +18,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from audiocil.config import CONFIG_DIR, register_resolvers
+from audiocil.config import compose
 from audiocil.data.cache import cached_array
 from audiocil.data.datamodule import CILDataModule
 from audiocil.run import build_strategy
@@ -29,11 +28,8 @@ from audiocil.scenarios.standard import Task
 
 
 def cfg_for(dataset: str, backbone: str, root: str, batch: int):
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"dataset={dataset}", f"backbone={backbone}",
-                                            f"paths.root_dir={root}", f"method.batch_size={batch}",
-                                            "method=finetune"])
+    return compose([f"dataset={dataset}", f"backbone={backbone}", f"paths.root_dir={root}",
+                    f"method.batch_size={batch}", "method=finetune"])
 
 
 def model_only(strategy, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:

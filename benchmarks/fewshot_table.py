@@ -50,14 +50,9 @@ def overrides(label: str, a: argparse.Namespace) -> list[str]:
 
 
 def compose(overrides_: list[str], root: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from audiocil.config import compose as compose_config
 
-    from audiocil.config import CONFIG_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=[f"paths.root_dir={root}", *overrides_])
+    return compose_config([f"paths.root_dir={root}", *overrides_])
 
 
 def finished(run_dir: Path) -> bool:

@@ -28,22 +28,13 @@ import sys
 import time
 from pathlib import Path
 
+from audiocil.config import compose
+
 METHODS = ["indl", "ft", "fe", "at", "iod", "ifd", "iodfd"]
 COLUMNS = [("avg_macro_f1", "avg macro-F1"), ("avg_map", "avg mAP"),
            ("avg_forgetting", "forgetting (avg Fr, F1)"), ("last_macro_f1", "last macro-F1"),
            ("last_map", "last mAP"), ("avg_micro_f1", "avg micro-F1"),
            ("avg_map_thresholded", "avg mAP (thresholded)")]
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from audiocil.config import CONFIG_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
 
 
 #: the method settings that act in phase 0 (the rest only from phase 1 on)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from audiocil.config import CONFIG_DIR, register_resolvers
+from audiocil.config import compose, register_resolvers
 
 register_resolvers()
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -31,9 +30,7 @@ TINY = [
 
 
 def compose_cfg(overrides: list[str], root: Path) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"paths.root_dir={root}", *overrides],
-                       return_hydra_config=False)
+    return compose([f"paths.root_dir={root}", *overrides])
 
 
 @pytest.fixture(scope="session")

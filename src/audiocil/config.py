@@ -21,6 +21,17 @@ def _output_subdir(resume: str | None, stamp: str) -> str:
     return f".hydra-resume-{stamp}" if resume else ".hydra"
 
 
+def compose(overrides: list[str]):
+    """The run config (``conf/config.yaml`` with ``overrides``), as ``python -m audiocil``
+    composes it, for scripts and tests that call :func:`audiocil.run.run` themselves."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
 def register_resolvers() -> None:
     for name, fn in (("audiocil.run_dir", _run_dir), ("audiocil.output_subdir", _output_subdir)):
         if not OmegaConf.has_resolver(name):

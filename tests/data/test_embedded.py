@@ -369,13 +369,9 @@ def test_full_gmmix50_has_enough_clips_per_class(tmp_path):
 # --- Hydra configs ------------------------------------------------------------------------
 
 def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from audiocil.config import compose
 
-    from audiocil.config import CONFIG_DIR, register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="config", overrides=overrides)
+    return compose(overrides)
 
 
 @pytest.mark.parametrize("name", ["gm100", "gmmix50"])

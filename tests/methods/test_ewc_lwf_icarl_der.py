@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from audiocil.backbones.smallcnn import SmallCNN
-from audiocil.config import CONFIG_DIR, register_resolvers
+from audiocil.config import compose
 from audiocil.data.frontend import Frontend
 from audiocil.methods.base import FrozenCopy
 from audiocil.methods.der import DERNetwork, aux_targets, weight_align
@@ -44,7 +43,6 @@ def shared_root(tmp_path_factory) -> Path:
 def run_method(method: str, root: Path, run_dir: Path, monkeypatch, *extra: str) -> dict:
     # run() records its directory in the environment for DDP workers; start clean
     monkeypatch.setenv(RUN_DIR_ENV, "")
-    register_resolvers()
     overrides = [
         f"method={method}", "debug=smoke", "dataset=synth20", f"paths.root_dir={root}",
         "scenario.init_cls=4", "scenario.increment=4", "dataset.loader.n_classes=8",
@@ -56,9 +54,7 @@ def run_method(method: str, root: Path, run_dir: Path, monkeypatch, *extra: str)
         "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=0",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
-    return run(cfg, run_dir)
+    return run(compose(overrides), run_dir)
 
 
 def strategy_after(run_dir: Path, task: int):

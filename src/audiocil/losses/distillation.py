@@ -21,6 +21,15 @@ import torch
 import torch.nn.functional as F
 
 
+def check_pair(loss: str, student: torch.Tensor, teacher: torch.Tensor,
+               what: str = "logits") -> None:
+    """Raise a ValueError naming ``loss`` when the student's and teacher's tensors differ in
+    shape."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"{loss}: student {tuple(student.shape)} and teacher "
+                         f"{tuple(teacher.shape)} {what} differ in shape")
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 2.0,
             scale_t2: bool = False) -> torch.Tensor:
     """Distillation loss of ``student_logits`` towards ``teacher_logits``.
@@ -35,9 +44,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
         A scalar: the soft cross-entropy summed over classes and averaged over the batch
         (zero for an empty batch or zero classes).
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"kd_loss: student {tuple(student_logits.shape)} and teacher "
-                         f"{tuple(teacher_logits.shape)} logits differ in shape")
+    check_pair("kd_loss", student_logits, teacher_logits)
     if student_logits.numel() == 0:
         return student_logits.sum() * 0.0
     log_p = F.log_softmax(student_logits.float() / T, dim=1)

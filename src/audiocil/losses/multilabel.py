@@ -18,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from audiocil.losses.distillation import check_pair
+
 
 def bce_loss(logits: torch.Tensor, targets: torch.Tensor,
              pos_weight: float | torch.Tensor | None = None) -> torch.Tensor:
@@ -84,9 +86,7 @@ def output_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tens
             ``nn.KLDivLoss()``, which the authors' code uses; its weight ``lamda`` = 5 is
             tuned for this).
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"output_distillation: student {tuple(student_logits.shape)} and "
-                         f"teacher {tuple(teacher_logits.shape)} logits differ in shape")
+    check_pair("output_distillation", student_logits, teacher_logits)
     if reduction not in ("batchmean", "mean"):
         raise ValueError(f"reduction must be batchmean|mean, got {reduction!r}")
     if student_logits.numel() == 0:
@@ -107,9 +107,7 @@ def sigmoid_distillation(student_logits: torch.Tensor, teacher_logits: torch.Ten
     The multi-label form of LwF (Li & Hoiem, 2016), used by ``method=lwf`` in the
     multi-label scenario. Minimal (= the teacher's binary entropy) when the two agree.
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"sigmoid_distillation: student {tuple(student_logits.shape)} and "
-                         f"teacher {tuple(teacher_logits.shape)} logits differ in shape")
+    check_pair("sigmoid_distillation", student_logits, teacher_logits)
     if student_logits.numel() == 0:
         return student_logits.sum() * 0.0
     q = torch.sigmoid(teacher_logits.detach().float() / T)
@@ -127,9 +125,7 @@ def feature_distillation(student_feats: torch.Tensor, teacher_feats: torch.Tenso
             ``batch`` (one cosine between the whole batch's flattened features, as the
             authors' code computes it).
     """
-    if student_feats.shape != teacher_feats.shape:
-        raise ValueError(f"feature_distillation: student {tuple(student_feats.shape)} and "
-                         f"teacher {tuple(teacher_feats.shape)} features differ in shape")
+    check_pair("feature_distillation", student_feats, teacher_feats, "features")
     if scope not in ("sample", "batch"):
         raise ValueError(f"scope must be sample|batch, got {scope!r}")
     if student_feats.numel() == 0:

@@ -125,10 +125,15 @@ class AMFO(FewShotStrategy):
         for s in range(1, n):
             a = cosine_logits(h, self.specific[s - 1])
             gs = alpha if alpha is not None and s == len(self.specific) else self.gates[s - 1]
-            zs.append(F.normalize(self.gamma * g + gs * a, dim=1))
+            zs.append(self.session_embedding(g, a, gs))
         P = torch.cat([cosine_logits(z, self.pos[s]) for s, z in enumerate(zs)], 1)
         N = torch.cat([cosine_logits(z, self.neg[s]) for s, z in enumerate(zs)], 1)
         return P, N
+
+    def session_embedding(self, g: torch.Tensor, a: torch.Tensor, gate: torch.Tensor
+                          ) -> torch.Tensor:
+        """z_s = l2norm(gamma * g + alpha_s * a_s): what session s's heads read."""
+        return F.normalize(self.gamma * g + gate * a, dim=1)
 
     def fuse(self, P: torch.Tensor, N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = self.fusion(torch.cat([P.softmax(1), N.softmax(1)], 1))
@@ -207,8 +212,8 @@ class AMFO(FewShotStrategy):
         new_f = gaussian_factors(covs).to(self.device)
         A, pos, neg = self.specific[-1], self.pos[-1], self.neg[-1]
         opt = torch.optim.SGD([A, pos, neg, *self.fusion.parameters()], lr=cfg["lr"],
-                              momentum=cfg.get("momentum", 0.9), dampening=cfg.get("dampening", 0.5),
-                              weight_decay=0.0)
+                              momentum=cfg.get("momentum", 0.9),
+                              dampening=cfg.get("dampening", 0.5), weight_decay=0.0)
         bs, base = int(cfg.get("batch_size", 256)), len(self.pos[0])
         alpha = self.gates[-1].clone()
         self.eval()
@@ -230,7 +235,7 @@ class AMFO(FewShotStrategy):
                     s = cosine_logits(x, A)
                     if new.any():
                         alpha = gate(s[new], 1.0 + epoch)
-                    z = F.normalize(self.gamma * G[idx] + alpha * s, dim=1)
+                    z = self.session_embedding(G[idx], s, alpha)
                     P = torch.cat([P_old[idx], cosine_logits(z, pos)], 1)
                     N = torch.cat([N_old[idx], cosine_logits(z, neg)], 1)
                     loss = self.loss(P, N, y, lw, base) + lw["distill"] * soft_distillation(

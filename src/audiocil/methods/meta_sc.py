@@ -11,8 +11,8 @@ Base session: cross-entropy over the base classes; SGD with Nesterov momentum, l
 (the code: 0.1, from a pretrained encoder; from scratch, the cosine classifier's small initial
 weights take steps far larger than their norm at 0.1: 46.7 % base validation accuracy on
 gm100 against 60.6 % at 0.01, see the yaml) halved every 40 epochs, 200 epochs, weight decay
-5e-4, shuffled batches of 128 (the config's ``batch_size_base``). The code keeps the epoch with the best *test* accuracy; here
-the best epoch on the base classes' validation clips.
+5e-4, shuffled batches of 128 (the config's ``batch_size_base``). The code keeps the epoch
+with the best *test* accuracy; here the best epoch on the base classes' validation clips.
 
 The code's base loader draws episodes instead (50 batches per epoch of 5 classes x 20
 clips, its ``CategoriesSampler``; ``episodes`` here), with 200 epochs (10,000 steps) from an

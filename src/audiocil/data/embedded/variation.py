@@ -220,8 +220,9 @@ def vary(wave: np.ndarray, sample_rate: int, params: Variation,
         out = convolve(out, room_impulse_response(rng, sample_rate, drawn["rt60_ms"],
                                                   drawn["drr_db"]))
     # eq_db == 0 draws nothing, so the noise that follows is that of a chain without EQ
+    n_bands = EQ_BANDS if params.eq_db else 0
     bands = [(float(np.exp(u(np.log(100.0), np.log(6000.0)))), float(u(0.3, 1.0)),
-              float(u(-params.eq_db, params.eq_db))) for _ in range(EQ_BANDS)] if params.eq_db else []
+              float(u(-params.eq_db, params.eq_db))) for _ in range(n_bands)]
     drawn["eq_bands"] = bands
     out = colour(out, sample_rate, drawn["tilt_db_per_octave"], bands)
     out = set_peak(out, drawn["gain_db"])
