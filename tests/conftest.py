@@ -50,5 +50,6 @@ def epochs(n_first: int, n_later: int | None = None, lr: float = 0.05) -> list[s
     """Overrides for a short constant-rate schedule."""
     n_later = n_first if n_later is None else n_later
     return [f"method.first_task.epochs={n_first}", f"method.later_tasks.epochs={n_later}",
-            "method.first_task.scheduler=constant", "method.later_tasks.scheduler=constant",
-            f"method.first_task.lr={lr}", f"method.later_tasks.lr={lr}", "method.batch_size=32"]
+            "method.first_task.scheduler.kind=constant", "method.later_tasks.scheduler.kind=constant",
+            f"method.first_task.optimizer.lr={lr}", f"method.later_tasks.optimizer.lr={lr}",
+            "method.batch_size=32"]

@@ -36,3 +36,56 @@ def register_resolvers() -> None:
     for name, fn in (("audiocil.run_dir", _run_dir), ("audiocil.output_subdir", _output_subdir)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+#: the keys of a training stage's settings (``method.first_task``, ``method.later_tasks``, ...)
+STAGE_KEYS = {"epochs", "optimizer", "scheduler"}
+
+
+def accepted_kwargs(target) -> tuple[set[str], bool]:
+    """The keyword arguments a class or function accepts: (names, accepts any)."""
+    import inspect
+
+    names: set[str] = set()
+    for fn in ([c.__init__ for c in target.__mro__ if "__init__" in c.__dict__]
+               if isinstance(target, type) else [target]):
+        params = inspect.signature(fn).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names, False
+    return names, True
+
+
+def check_node(node, where: str, reserved: set[str] = frozenset()) -> None:
+    """Fail, naming the key, when a ``_target_`` node holds a key its target does not take;
+    recurse into nested nodes (stage settings, optimizers, schedulers)."""
+    from hydra.utils import get_object
+    from omegaconf import DictConfig, ListConfig
+
+    if isinstance(node, ListConfig):
+        return
+    if not isinstance(node, DictConfig):
+        return
+    keys = {str(k) for k in node.keys()}
+    if "_target_" in node:
+        target = get_object(node._target_)
+        names, any_kw = accepted_kwargs(target)
+        own = {k for k in keys if not k.startswith("_")} - set(reserved)
+        bad = sorted(own - names) if not any_kw else []
+        if bad:
+            raise ValueError(f"{where}.{bad[0]}: {node._target_} takes no argument {bad[0]!r} "
+                             f"(it takes: {', '.join(sorted(names - {'self'}))}); check the spelling")
+    elif "epochs" in keys and "optimizer" in keys:  # a training stage's settings
+        bad = sorted(keys - STAGE_KEYS)
+        if bad:
+            raise ValueError(f"{where}.{bad[0]}: a stage's settings are "
+                             f"{', '.join(sorted(STAGE_KEYS))}; got {bad[0]!r}")
+    for k in keys:
+        if not k.startswith("_"):
+            check_node(node[k], f"{where}.{k}")
+
+
+def check_method_config(node) -> None:
+    """Check ``cfg.method`` against the method's constructor and its stages' optimizers and
+    schedulers, before anything is built: a misspelt key fails with its name."""
+    check_node(node, "method", reserved={"name"})

@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from audiocil.config import register_resolvers
 from audiocil.data.datamodule import CILDataModule
-from audiocil.run import build_named, latest_task_checkpoint
+from audiocil.engine import checkpoints
+from audiocil.run import build_named, load_strategy
 
 
 def evaluate(run_dir: Path, task: int | None = None, devices: int = 1,
@@ -27,13 +27,16 @@ def evaluate(run_dir: Path, task: int | None = None, devices: int = 1,
     """Scores of the checkpoint after ``task`` (default: the last finished one)."""
     register_resolvers()
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    ckpt = run_dir / "checkpoints" / f"task_{task}.pt" if task is not None else latest_task_checkpoint(run_dir)
+    ckpt = run_dir / "checkpoints" / f"task_{task}.pt" if task is not None else \
+        checkpoints.latest_task_checkpoint(run_dir)
     if ckpt is None or not ckpt.exists():
         raise FileNotFoundError(f"{run_dir}: no task checkpoint {ckpt or 'checkpoints/task_*.pt'}")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = checkpoints.load(ckpt)
     dataset = instantiate(cfg.dataset.loader)
     scenario = build_named(cfg.scenario)
     order, tasks = scenario.make_tasks(dataset)
+    strategy = load_strategy(cfg, state, scenario.objective)
+    strategy.task = tasks[state["task"]]
     dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
                        cache=cfg.data.cache, num_workers=cfg.data.num_workers, seed=cfg.seed)
     dm.prepare()
@@ -41,7 +44,7 @@ def evaluate(run_dir: Path, task: int | None = None, devices: int = 1,
     trainer = L.Trainer(accelerator=accelerator, devices=devices,
                         strategy="ddp" if devices > 1 else "auto", logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    return scenario.evaluate(trainer, state["strategy"], dm, tasks[state["task"]], tasks)
+    return scenario.evaluate(trainer, strategy, dm, tasks[state["task"]], tasks)
 
 
 def main() -> None:

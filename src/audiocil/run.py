@@ -12,9 +12,11 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from audiocil.callbacks.sequencer import TaskSequencer
+from audiocil.config import check_method_config
 from audiocil.data.datamodule import CILDataModule
 from audiocil.data.frontend import Frontend, LogMel, SpecAugment
+from audiocil.engine import checkpoints
+from audiocil.engine.sequencer import TaskSequencer
 from audiocil.results import atomic_write_text, write_outputs
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,31 @@ def build_frontend(cfg: DictConfig) -> Frontend:
     return Frontend(fe.n_mels, logmel, spec)
 
 
-def build_strategy(cfg: DictConfig) -> L.LightningModule:
-    """The method's strategy, on the configured backbone and front end."""
+def build_strategy(cfg: DictConfig, objective=None) -> L.LightningModule:
+    """The method's strategy, on the configured backbone and front end, with the scenario's
+    objective (built from ``cfg.scenario`` when not given)."""
+    if objective is None:
+        objective = build_named(cfg.scenario).objective
     backbone = build_named(cfg.backbone)
-    return build_named(cfg.method, backbone=backbone, frontend=build_frontend(cfg), seed=cfg.seed)
+    return build_named(cfg.method, backbone=backbone, frontend=build_frontend(cfg), seed=cfg.seed,
+                       objective=objective)
+
+
+def load_strategy(cfg: DictConfig, state: dict, objective=None) -> L.LightningModule:
+    """A strategy rebuilt from the config and loaded with a checkpoint's state."""
+    strategy = build_strategy(cfg, objective)
+    checkpoints.restore_strategy(strategy, state["strategy"])
+    return strategy
+
+
+def strategy_from_checkpoint(path: Path) -> L.LightningModule:
+    """The strategy saved in a task checkpoint ``<run_dir>/checkpoints/task_<t>.pt``, rebuilt
+    from its run's ``config.yaml`` (for notebooks, tests and evaluation scripts)."""
+    path = Path(path)
+    cfg = OmegaConf.load(path.parent.parent / "config.yaml")
+    state = checkpoints.load(path)
+    strategy = load_strategy(cfg, state)  # type: ignore[arg-type]
+    return strategy
 
 
 def build_named(node: DictConfig, **extra):
@@ -56,12 +79,24 @@ def build_named(node: DictConfig, **extra):
     return cls(**kwargs, **extra)
 
 
-def check_support(strategy, scenario) -> None:
-    """Refuse, at start-up, a method that would give a wrong result in this scenario."""
-    supported = getattr(strategy, "scenarios", ("standard",))
-    if scenario.name not in supported:
+def check_support(method, scenario) -> None:
+    """Refuse, at start-up, a method that would give a wrong result in this scenario.
+
+    Args:
+        method: the method's class (or a strategy, or its ``_target_`` path).
+        scenario: the scenario's name (or a scenario).
+    """
+    if isinstance(method, str):
+        method = get_class(method)
+    cls = method if isinstance(method, type) else type(method)
+    name = scenario if isinstance(scenario, str) else scenario.name
+    if "scenarios" not in cls.__dict__ or not cls.__dict__["scenarios"]:
+        raise TypeError(f"method class {cls.__name__} does not declare the scenarios it "
+                        "supports (a class attribute `scenarios = (...)`)")
+    supported = cls.__dict__["scenarios"]
+    if name not in supported:
         raise ValueError(
-            f"method {type(strategy).__name__} does not support scenario={scenario.name} "
+            f"method {cls.__name__} does not support scenario={name} "
             f"(it supports: {', '.join(supported)}); pick another method or scenario")
 
 
@@ -69,17 +104,17 @@ def make_trainer_factory(cfg: DictConfig, run_dir: Path, logger):
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(trainer_kwargs, dict)
 
-    def make(max_epochs: int, callbacks: list) -> L.Trainer:
+    def make(max_epochs: int, callbacks: list, validate: bool = True) -> L.Trainer:
+        kwargs = dict(trainer_kwargs)
+        if not validate:
+            kwargs["limit_val_batches"] = 0
         return L.Trainer(max_epochs=max_epochs, callbacks=callbacks, logger=logger,
                          default_root_dir=str(run_dir), enable_checkpointing=False,
-                         num_sanity_val_steps=0, **trainer_kwargs)
+                         num_sanity_val_steps=0, **kwargs)
     return make
 
 
-def latest_task_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted((run_dir / "checkpoints").glob("task_*.pt"),
-                   key=lambda p: int(p.stem.split("_")[1]))
-    return found[-1] if found else None
+latest_task_checkpoint = checkpoints.latest_task_checkpoint
 
 
 def _is_ddp_worker() -> bool:
@@ -114,6 +149,9 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
     torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    # everything that can be refused without data is refused before any dataset is built
+    check_support(cfg.method._target_, cfg.scenario.name)
+    check_method_config(cfg.method)
     dataset = instantiate(cfg.dataset.loader)
     scenario = build_named(cfg.scenario)
     order, tasks = scenario.make_tasks(dataset)
@@ -127,18 +165,19 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
             "class_names": [dataset.class_names[c] for c in order],
             "tasks": [list(t.classes) for t in tasks],
             "skipped_files": {k: len(v) for k, v in dm.skipped.items()}}
-    strategy = build_strategy(cfg)
-    check_support(strategy, scenario)
+    strategy = build_strategy(cfg, scenario.objective)
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    sequencer = TaskSequencer(scenario, tasks, run_dir, scenario.new_record(meta), cfg.seed)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    sequencer = TaskSequencer(scenario, tasks, run_dir, scenario.new_record(meta), cfg.seed,
+                              config, lambda state: load_strategy(cfg, state, scenario.objective))
 
     start = 0
     ckpt = latest_task_checkpoint(run_dir)
     if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        strategy = state["strategy"]
+        state = checkpoints.load(ckpt)
+        checkpoints.restore_strategy(strategy, state["strategy"])
         dm.load_state_dict(state["datamodule"])
         sequencer.load_state_dict(state["sequencer"])
         sequencer.record = scenario.record_from_state(state["record"])

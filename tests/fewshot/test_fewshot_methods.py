@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from audiocil.run import run
+from audiocil.run import run, strategy_from_checkpoint
 from tests.conftest import compose_cfg
 
 CLASSES = 16
@@ -18,13 +18,13 @@ FEWSHOT = [
     "dataset.frontend.hop_length=512", "backbone.width=8", "trainer.enable_progress_bar=false",
     "logger=csv", "scenario=fewshot", "scenario.base_classes=8", "scenario.ways=4",
     "scenario.shots=3", "scenario.sessions=2", "scenario.trials=2",
-    "method.first_task.epochs=4", "method.first_task.scheduler=constant",
-    "method.first_task.lr=0.05", "method.batch_size=32",
+    "method.first_task.epochs=4", "method.first_task.scheduler.kind=constant",
+    "method.first_task.optimizer.lr=0.05", "method.batch_size=32",
 ]
 METHODS = {
     "prototype": [],
-    "finetune": ["method.later_tasks.epochs=6", "method.later_tasks.scheduler=constant",
-                 "method.later_tasks.lr=0.05", "trainer.limit_val_batches=0"],
+    "finetune": ["method.later_tasks.epochs=6", "method.later_tasks.scheduler.kind=constant",
+                 "method.later_tasks.optimizer.lr=0.05", "trainer.limit_val_batches=0"],
     "meta_sc": ["method.later_tasks.epochs=20"],
     "pan": ["method.meta.episodes=6", "method.meta.low_way=3", "method.meta.way=3",
             "method.meta.shot=3", "method.meta.query=3"],
@@ -44,7 +44,7 @@ def runs(tmp_path_factory, shared_root):
     try:
         for method, extra in METHODS.items():
             run_dir = tmp_path_factory.mktemp(method)
-            common = [o for o in FEWSHOT if method not in OWN_LR or "first_task.lr" not in o]
+            common = [o for o in FEWSHOT if method not in OWN_LR or "first_task.optimizer.lr" not in o]
             cfg = compose_cfg([f"method={method}", *common, *extra], shared_root)
             run(cfg, run_dir)
             out[method] = (run_dir, json.loads((run_dir / "results.json").read_text()))
@@ -100,15 +100,15 @@ def test_incremental_sessions_leave_the_encoder_unchanged(runs):
         run_dir = runs[method][0]
         ckpts = sorted((run_dir / "checkpoints").glob("task_*.pt"), key=lambda p: int(p.stem[5:]))
         assert [p.stem for p in ckpts] == ["task_0", "task_4"]  # base + latest are kept
-        base, last = (torch.load(p, weights_only=False)["strategy"] for p in ckpts)
+        base, last = (strategy_from_checkpoint(p) for p in ckpts)
         for part in parts:
             before, after = _state(base.get_submodule(part)), _state(last.get_submodule(part))
             assert before.keys() == after.keys()
             for k in before:
                 assert torch.equal(before[k], after[k]), (method, part, k)
     # ... while the stochastic classifier of META-SC did learn
-    base = torch.load(runs["meta_sc"][0] / "checkpoints" / "task_0.pt", weights_only=False)["strategy"]
-    last = torch.load(runs["meta_sc"][0] / "checkpoints" / "task_4.pt", weights_only=False)["strategy"]
+    base = strategy_from_checkpoint(runs["meta_sc"][0] / "checkpoints" / "task_0.pt")
+    last = strategy_from_checkpoint(runs["meta_sc"][0] / "checkpoints" / "task_4.pt")
     assert not torch.equal(base.classifier.mu, last.classifier.mu[:8])
     assert base.best_epoch is not None  # the base session kept its best validation epoch
 
@@ -121,7 +121,7 @@ def test_a_resumed_run_with_trials_ends_as_the_uninterrupted_one(runs, shared_ro
                                                                   monkeypatch):
     """Killed after task 2 (the end of trial 0); the resumed run restarts trial 1 from the
     base session's checkpoint and ends with the same figures."""
-    from audiocil.callbacks.sequencer import TaskSequencer
+    from audiocil.engine.sequencer import TaskSequencer
 
     original = TaskSequencer.run_task
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from audiocil.metrics.fewshot import (
-    FewShotRecord,
     aggregate_trials,
     harmonic_mean,
     run_figures,
     session_figures,
 )
+from audiocil.results.fewshot import FewShotRecord
 from audiocil.scenarios.fewshot import FewShotTask
 
 # 2 base classes + sessions of 1 way; 10 test clips per class

@@ -19,7 +19,7 @@ from audiocil.methods.base import FrozenCopy
 from audiocil.methods.der import DERNetwork, aux_targets, weight_align
 from audiocil.methods.icarl import class_mean, nme_logits
 from audiocil.methods.lwf import LwF
-from audiocil.run import RUN_DIR_ENV, run
+from audiocil.run import RUN_DIR_ENV, run, strategy_from_checkpoint
 
 CHANCE = 100 / 8
 EPOCHS = 8
@@ -49,8 +49,8 @@ def run_method(method: str, root: Path, run_dir: Path, monkeypatch, *extra: str)
         "dataset.frontend.n_mels=32", "dataset.frontend.hop_length=512",  # 32 x 32 log-mels
         "backbone.width=8", "method.batch_size=32",
         f"method.first_task.epochs={EPOCHS}", f"method.later_tasks.epochs={EPOCHS}",
-        "method.first_task.milestones=[100]", "method.later_tasks.milestones=[100]",
-        "method.first_task.lr=0.05", "method.later_tasks.lr=0.05",
+        "method.first_task.scheduler.milestones=[100]", "method.later_tasks.scheduler.milestones=[100]",
+        "method.first_task.optimizer.lr=0.05", "method.later_tasks.optimizer.lr=0.05",
         "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=0",
         *extra,
     ]
@@ -58,8 +58,7 @@ def run_method(method: str, root: Path, run_dir: Path, monkeypatch, *extra: str)
 
 
 def strategy_after(run_dir: Path, task: int):
-    return torch.load(run_dir / "checkpoints" / f"task_{task}.pt", map_location="cpu",
-                      weights_only=False)["strategy"]
+    return strategy_from_checkpoint(run_dir / "checkpoints" / f"task_{task}.pt")
 
 
 def logged(run_dir: Path, key: str) -> list[list[float]]:

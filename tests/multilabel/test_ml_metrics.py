@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from audiocil.core import Task
 from audiocil.metrics.multilabel import (
     MultilabelScores,
     average_forgetting,
@@ -14,8 +15,7 @@ from audiocil.metrics.multilabel import (
     base_forgetting,
     multilabel_scores,
 )
-from audiocil.scenarios.multilabel import MultilabelRecord
-from audiocil.scenarios.standard import Task
+from audiocil.results.multilabel import MultilabelRecord
 
 # 4 clips x 3 classes; class 2 has no positive
 SCORES = torch.tensor([[0.9, 0.2, 0.1],

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from audiocil.data.cache import cached_array
 from audiocil.data.catalog import SPLITS, AudioDataset
+from audiocil.data.samplers import EpisodeBatchSampler
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class CILDataModule(L.LightningDataModule):
         self.own_indices = np.zeros(0, dtype=np.int64)
         self.n_seen = 0
         self.task = 0
+        self.stage = 0
         self.sampler = "shuffle"
         self.target_positions: list[int] | None = None  # multi-label training target mask
         self.target_extra: dict[int, list[int]] = {}
@@ -243,16 +245,32 @@ class CILDataModule(L.LightningDataModule):
         return mean.float(), std.float()
 
     # ---- the current task -------------------------------------------------------------
-    def set_own(self, indices: np.ndarray) -> None:
-        """The current task's own training clips, as the scenario chose them."""
+    def set_own(self, indices: np.ndarray, n_seen: int | None = None) -> None:
+        """The current task's own training clips, as the scenario chose them, and the number
+        of classes seen once it is learnt (evaluation serves classes ``0..n_seen-1``)."""
         self.own_indices = np.asarray(indices, dtype=np.int64)
+        if n_seen is not None:
+            self.n_seen = int(n_seen)
 
-    def set_task(self, task: int, train_indices: np.ndarray, n_seen: int, batch_size: int) -> None:
-        """Serve ``train_indices`` for training and classes ``0..n_seen-1`` for evaluation."""
-        self.task, self.n_seen, self.batch_size = task, n_seen, batch_size
+    def set_task(self, task: int, train_indices: np.ndarray, n_seen: int, batch_size: int,
+                 stage: int = 0, sampler: str | dict = "shuffle") -> None:
+        """Serve ``train_indices`` for training and classes ``0..n_seen-1`` for evaluation.
+
+        Args:
+            stage: the task's stage (seeds the shuffles: each stage draws its own).
+            sampler: ``shuffle``, ``balanced`` (:meth:`set_sampler`) or few-shot episodes
+                ``{n_way, n_per, n_batches}``.
+        """
+        self.task, self.n_seen, self.batch_size, self.stage = task, n_seen, batch_size, stage
         self.train_indices = np.asarray(train_indices, dtype=np.int64)
         if len(self.train_indices) == 0:
             raise ValueError(f"task {task} has no training data")
+        if isinstance(sampler, dict):
+            self.set_sampler("shuffle")
+            self.episodes = dict(sampler)
+        else:
+            self.set_sampler(sampler)
+            self.episodes = None
 
     def set_target_mask(self, positions: Sequence[int] | None,
                         extra: dict[int, Sequence[int]] | None = None) -> None:
@@ -307,7 +325,7 @@ class CILDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self.subset(self.train_indices)
         world, rank = self._world()
-        seed = self.seed * 1000 + self.task
+        seed = self.seed * 1000 + self.task + 7919 * self.stage
         sampler: Sampler[int]
         if self.sampler == "balanced":
             targets = torch.stack([ds.target(int(i)) for i in ds.indices]) if len(ds) else \
@@ -318,8 +336,6 @@ class CILDataModule(L.LightningDataModule):
         else:
             sampler = EpochShuffleSampler(len(ds), seed)
         if self.episodes:  # batches of n_way classes x n_per clips, drawn from (seed, rank, epoch)
-            from audiocil.scenarios.fewshot import EpisodeBatchSampler
-
             labels = self.targets["train"][ds.indices].numpy()
             episodes = EpisodeBatchSampler(labels, seed=seed * 100 + rank, **self.episodes)
             return DataLoader(ds, batch_sampler=episodes, num_workers=self.num_workers)
@@ -350,7 +366,8 @@ class CILDataModule(L.LightningDataModule):
         return {"task": self.task, "n_seen": self.n_seen, "train_indices": self.train_indices.tolist(),
                 "own_indices": self.own_indices.tolist(), "batch_size": self.batch_size,
                 "sampler": self.sampler, "target_positions": self.target_positions,
-                "target_extra": self.target_extra}
+                "target_extra": self.target_extra, "stage": self.stage, "episodes": self.episodes,
+                "val_classes": self.val_classes}
 
     def load_state_dict(self, state: dict) -> None:
         self.task, self.n_seen, self.batch_size = state["task"], state["n_seen"], state["batch_size"]
@@ -359,3 +376,5 @@ class CILDataModule(L.LightningDataModule):
         self.sampler = state.get("sampler", "shuffle")
         self.target_positions = state.get("target_positions")
         self.target_extra = {int(i): v for i, v in state.get("target_extra", {}).items()}
+        self.stage, self.episodes = state.get("stage", 0), state.get("episodes")
+        self.val_classes = state.get("val_classes")

@@ -61,6 +61,33 @@ def ewc_penalty(params: Mapping[str, torch.Tensor], old_params: Mapping[str, tor
     return total / 2
 
 
+def squared_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The squared gradient of one batch's loss for every trainable parameter of ``model``
+    (``.grad`` is not touched), and the loss.
+
+    Args:
+        model: maps a batch to logits, or to a tuple whose first item is the logits.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    out = model(x)
+    loss = loss_fn(out[0] if isinstance(out, tuple) else out, y)
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    return ({n: (g.detach() ** 2 if g is not None else torch.zeros_like(p))
+             for (n, p), g in zip(named, grads, strict=True)}, loss.detach())
+
+
+def fisher_from_sums(sums: Mapping[str, torch.Tensor], batches: int,
+                     clamp_max: float | None = None) -> dict[str, torch.Tensor]:
+    """The Fisher: summed squared gradients over ``batches``, averaged, clamped from above."""
+    out = {}
+    for n, f in sums.items():
+        f = f / max(int(batches), 1)
+        out[n] = f.clamp(max=clamp_max) if clamp_max is not None else f
+    return out
+
+
 def fisher_diagonal(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
                     clamp_max: float | None = None) -> dict[str, torch.Tensor]:
@@ -80,23 +107,14 @@ def fisher_diagonal(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
         name -> Fisher tensor (same shape as the parameter), for every parameter that
         requires a gradient.
     """
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    fisher = {n: torch.zeros_like(p) for n, p in named}
+    sums = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
     count = 0
     for x, y in batches:
-        out = model(x)
-        logits = out[0] if isinstance(out, tuple) else out
-        loss = loss_fn(logits, y)
-        grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-        for (n, _), g in zip(named, grads, strict=True):
-            if g is not None:
-                fisher[n] += g.detach() ** 2
+        sq, _ = squared_gradients(model, x, y, loss_fn)
+        for n in sums:
+            sums[n] += sq[n]
         count += 1
-    for n in fisher:
-        fisher[n] /= max(count, 1)
-        if clamp_max is not None:
-            fisher[n].clamp_(max=clamp_max)
-    return fisher
+    return fisher_from_sums(sums, count, clamp_max)
 
 
 def merge_fisher(old: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor],

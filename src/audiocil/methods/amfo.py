@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiocil.core import Task
 from audiocil.losses.fewshot import (
     calibrate_covariance,
     class_covariances,
@@ -67,14 +68,9 @@ from audiocil.losses.fewshot import (
     sample_gaussian,
     soft_distillation,
 )
+from audiocil.methods.base import structural
 from audiocil.methods.prototype import FewShotStrategy
-from audiocil.scenarios.standard import Task
-
-BASE_LOSS = {"margin": 1.0, "fusion": 2.5, "binary": 40.0}
-SESSION_LOSS = {"margin": 2.0, "fusion": 10.0, "binary": 0.4, "distill": 1.0, "kd_T": 0.5,
-                "compression": 0.1, "r": 0.1}
-REPLAY = {"new_per_class": 5, "old_per_class": 10, "resample_every": 2, "calibrate": True,
-          "calibration_scale": 1.0}
+from audiocil.optim import build
 
 
 def fusion_net(n_classes: int, hidden: int) -> nn.Module:
@@ -87,25 +83,27 @@ class AMFO(FewShotStrategy):
         fused_scale: the scale of the fused logits in the cross-entropy (16).
         gamma: weight of the task-general part in ``z_s``.
         hidden: hidden units of the fusion module.
-        base_loss, session_loss, replay: see :data:`BASE_LOSS`, :data:`SESSION_LOSS`,
-            :data:`REPLAY`.
-        later_tasks: incremental sessions' ``epochs``, ``lr``, ``momentum``, ``dampening``,
-            ``batch_size``.
+        base_loss: weights ``margin``, ``fusion``, ``binary`` of the base session's loss.
+        session_loss: the same in the sessions, plus ``distill``, ``kd_T``,
+            ``compression``, ``r``.
+        replay: Gaussian pseudo-features ``new_per_class``, ``old_per_class``, redrawn
+            every ``resample_every`` epochs; ``calibrate``, ``calibration_scale``.
+        session_batch_size: the incremental sessions' batch size.
+        later_tasks: the incremental sessions' ``epochs`` and ``optimizer``.
     """
 
     scenarios = ("fewshot",)
 
-    def __init__(self, *args, margin_scale: float = 32.0, m_pos: float = 0.1, m_neg: float = -0.5,
-                 fused_scale: float = 16.0, gamma: float = 0.2, hidden: int = 64,
-                 base_loss: Mapping | None = None, session_loss: Mapping | None = None,
-                 replay: Mapping | None = None, **kwargs) -> None:
+    def __init__(self, *args, margin_scale: float, m_pos: float, m_neg: float,
+                 fused_scale: float, gamma: float, hidden: int, base_loss: Mapping,
+                 session_loss: Mapping, replay: Mapping, session_batch_size: int,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         D = self.network.backbone.out_dim
         self.s_m, self.m_pos, self.m_neg, self.s_f = margin_scale, m_pos, m_neg, fused_scale
         self.gamma, self.hidden = gamma, hidden
-        self.base_loss = {**BASE_LOSS, **dict(base_loss or {})}
-        self.session_loss = {**SESSION_LOSS, **dict(session_loss or {})}
-        self.replay = {**REPLAY, **dict(replay or {})}
+        self.base_loss, self.session_loss = dict(base_loss), dict(session_loss)
+        self.replay, self.session_batch_size = dict(replay), int(session_batch_size)
         self.general = nn.Linear(D, D, bias=False)
         self.specific = nn.ParameterList()  # A_s of sessions 1..S
         self.pos, self.neg = nn.ParameterList(), nn.ParameterList()  # heads of sessions 0..S
@@ -151,10 +149,23 @@ class AMFO(FewShotStrategy):
         self.task = task
         if task.known == 0:
             self.__dict__["_test_cache"] = {}
-            D = self.general.in_features
-            for heads in (self.pos, self.neg):  # nn.Linear's initialisation, as the code's heads
-                heads.append(nn.Parameter(nn.Linear(D, task.total, bias=False).weight.data.clone()))
-            self.fusion = fusion_net(task.total, self.hidden).to(self.device)
+            self.add_base_heads(task.total)
+
+    @structural
+    def add_base_heads(self, n_classes: int) -> None:
+        D = self.general.in_features
+        for heads in (self.pos, self.neg):  # nn.Linear's initialisation, as the code's heads
+            heads.append(nn.Parameter(nn.Linear(D, n_classes, bias=False).weight.data.clone()))
+        self.fusion = fusion_net(n_classes, self.hidden).to(self.device)
+
+    @structural
+    def add_session(self, n_classes: int, n_new: int) -> None:
+        """A session's task-specific layer, heads (set by :meth:`grow`) and a new fusion."""
+        D = self.general.in_features
+        self.specific.append(nn.Parameter(torch.zeros(D, D).to(self.general.weight)))
+        self.pos.append(nn.Parameter(torch.zeros(n_new, D).to(self.general.weight)))
+        self.neg.append(nn.Parameter(torch.zeros(n_new, D).to(self.general.weight)))
+        self.fusion = fusion_net(n_classes, self.hidden).to(self.device)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         P, N = self.heads(self.network.embed(x))
@@ -175,11 +186,12 @@ class AMFO(FewShotStrategy):
 
     def grow(self, task: Task, means: torch.Tensor) -> None:
         G = self.general.weight.detach()
-        self.specific.append(nn.Parameter(G.clone()))
+        self.add_session(task.total, task.new)
         init = F.normalize(self.general(means).detach(), dim=1)
-        self.pos.append(nn.Parameter(init.clone()))
-        self.neg.append(nn.Parameter(init.clone()))
-        self.fusion = fusion_net(task.total, self.hidden).to(self.device)
+        with torch.no_grad():
+            self.specific[-1].copy_(G)
+            self.pos[-1].copy_(init)
+            self.neg[-1].copy_(init)
         self.gates = torch.cat([self.gates, torch.ones(1, G.shape[1]).to(self.gates)])
 
     def calibrated(self, task: Task, feats, labels, covs: torch.Tensor) -> torch.Tensor:
@@ -211,10 +223,8 @@ class AMFO(FewShotStrategy):
         old_f = gaussian_factors(self.covs[:task.known]).to(self.device)
         new_f = gaussian_factors(covs).to(self.device)
         A, pos, neg = self.specific[-1], self.pos[-1], self.neg[-1]
-        opt = torch.optim.SGD([A, pos, neg, *self.fusion.parameters()], lr=cfg["lr"],
-                              momentum=cfg.get("momentum", 0.9),
-                              dampening=cfg.get("dampening", 0.5), weight_decay=0.0)
-        bs, base = int(cfg.get("batch_size", 256)), len(self.pos[0])
+        opt = build({**cfg, "scheduler": None}, [{"params": [A, pos, neg, *self.fusion.parameters()]}], 1)
+        bs, base = self.session_batch_size, len(self.pos[0])
         alpha = self.gates[-1].clone()
         self.eval()
         with torch.enable_grad():

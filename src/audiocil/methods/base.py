@@ -1,44 +1,81 @@
 """The strategy base class every CIL method builds on.
 
-A strategy is a LightningModule with a growing classifier and four hooks that the
-task sequencer (:mod:`audiocil.callbacks.sequencer`) calls around a stock
-``Trainer.fit``:
+A strategy is a LightningModule with a growing network and hooks that the task sequencer
+(:mod:`audiocil.engine.sequencer`) calls for each task:
 
 * :meth:`before_task` grows the network for the task's classes;
-* :meth:`train_indices` says which training clips to serve (the task's, plus exemplars);
-* :meth:`training_loss` is the method's loss on one batch;
-* :meth:`after_task` does the end-of-task work (exemplars, teacher, Fisher, class means).
+* :meth:`stages` lists the task's training stages (:class:`audiocil.core.Stage`); the
+  sequencer runs one stock ``Trainer.fit`` per stage. The default is one stage, ``train``,
+  with the ``first_task`` / ``later_tasks`` settings, on :meth:`train_indices` (the task's
+  clips plus exemplars) with :meth:`training_loss`;
+* :meth:`after_task` does the end-of-task work (exemplars, class means, ...).
 
-Evaluation asks :meth:`eval_logits` for one or more classifiers' logits ("cnn", and
-"nme" where the method has a nearest-mean classifier).
+Evaluation asks :meth:`eval_logits` for the logits of every classifier the method reports
+(``cnn``, ``nme``, ...: any names).
 
-On a multi-label dataset (``scenario=multilabel``) :meth:`before_task` sets
-``self.multilabel`` from the datamodule, and the shared pieces switch to sigmoids: the
-loss is binary cross-entropy over every seen class (targets arrive already masked to the
-labels the scenario gives), exemplars are chosen at random among the phase's clips and
-replayed with the labels they were stored with (see :meth:`Strategy.after_task`).
+What differs between single-label and multi-label learning (the loss, the distillation,
+the validation figure, how exemplars are chosen and replayed) comes from the scenario's
+objective (:mod:`audiocil.objectives`), never from a branch here.
+
+Checkpoints hold state, not objects: the resolved config, the log of structural changes
+(methods decorated with :func:`structural`, replayed on a freshly built strategy), the
+state dict, and each method's extra state (:meth:`extra_state`: exemplar indices, Fisher,
+... as tensors and plain data) inside it.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
+import functools
 from collections.abc import Mapping
+from typing import ClassVar
 
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from audiocil.core import Objective, Stage, Task
 from audiocil.data.frontend import Frontend
 from audiocil.data.memory import ExemplarMemory
 from audiocil.heads import IncrementalLinear
-from audiocil.losses.multilabel import bce_loss
 from audiocil.metrics.task_accuracy import TaskAccuracy
-from audiocil.scenarios.standard import Task
+from audiocil.objectives import SingleLabel
+from audiocil.optim import build, param_groups
 
-log = logging.getLogger(__name__)
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _is_plain(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return isinstance(value, _PLAIN)
+
+
+def structural(fn):
+    """Mark a strategy method that changes its modules (grows a head, adds a backbone,
+    freezes a teacher copy, ...). Each call is logged with its (plain-data) arguments; a
+    checkpoint stores the log, and loading replays it on a freshly built strategy before
+    loading the state dict, so the model is rebuilt from the config, never unpickled."""
+
+    @functools.wraps(fn)
+    def logged(self, *args, **kwargs):
+        if not _is_plain(list(args)) or not _is_plain(kwargs):
+            raise TypeError(f"{type(self).__name__}.{fn.__name__}: a structural change takes "
+                            f"plain data (ints, floats, strings, lists), got {args!r} {kwargs!r}")
+        depth = self.__dict__.setdefault("_structural_depth", 0)
+        if depth == 0:
+            self._structure.append([fn.__name__, list(args), dict(kwargs)])
+        self._structural_depth = depth + 1
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            self._structural_depth = depth
+
+    logged.structural = True  # type: ignore[attr-defined]
+    return logged
 
 
 class FrozenCopy(nn.Module):
@@ -77,35 +114,40 @@ class Network(nn.Module):
 
 
 class Strategy(L.LightningModule):
-    """Shared machinery: network, per-task optimisation, exemplar memory, evaluation.
+    """Shared machinery: network, stages, exemplar memory, evaluation.
 
     Args:
         backbone: the feature extractor (reports ``out_dim``).
         frontend: the input front end (log-mel / normalisation / SpecAugment).
-        first_task: optimisation of task 0: ``epochs, lr, momentum, weight_decay,
-            scheduler (multistep|cosine|constant), milestones, lr_decay``.
+        objective: the scenario's objective (:mod:`audiocil.objectives`).
+        first_task: the training stage of task 0: ``epochs``, ``optimizer``, ``scheduler``
+            (:mod:`audiocil.optim`).
         later_tasks: the same for tasks 1..T-1.
         batch_size: training batch size.
         memory: ``{size, per_class, selection}`` for rehearsal methods, or None.
         seed: seeds exemplar selection.
     """
 
-    #: the scenarios whose protocol the method handles; others are refused at start-up
-    scenarios: tuple[str, ...] = ("standard", "fewshot")
-    #: multi-hot targets, sigmoid outputs and BCE; set from the datamodule in before_task
-    multilabel: bool = False
+    #: the scenarios whose protocol the method handles; every method class declares its own
+    #: (checked at start-up, before any dataset is built)
+    scenarios: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, first_task: Mapping,
                  later_tasks: Mapping, batch_size: int = 64, memory: Mapping | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, objective: Objective | None = None) -> None:
         super().__init__()
+        self._structure: list = []
+        self.objective = objective if objective is not None else SingleLabel()
         self.network = Network(frontend, backbone)
         self.first_task, self.later_tasks = dict(first_task), dict(later_tasks)
         self.batch_size = int(batch_size)
+        self.seed = int(seed)
         self.memory = ExemplarMemory(**dict(memory), seed=seed) if memory else None
         self.task: Task | None = None
+        self.stage: Stage | None = None
+        self._groups: list[dict] = []
+        self._eval_modules: list[nn.Module] = []
         self.eval_metrics = nn.ModuleDict()
-        self.phase_span: dict[int, tuple[int, int]] = {}  # class position -> (known, total)
 
     # ---- sizes ---------------------------------------------------------------------------
     @property
@@ -118,77 +160,131 @@ class Strategy(L.LightningModule):
         """Classes known once the current task is learnt."""
         return self.task.total if self.task else 0
 
+    @property
+    def multilabel(self) -> bool:
+        return bool(self.objective.multilabel)
+
     def optim_cfg(self, task: Task | None = None) -> dict:
+        """The ``first_task`` or ``later_tasks`` settings of a task (default: the current)."""
         task = task or self.task
         return self.first_task if task is None or task.index == 0 else self.later_tasks
 
-    def epochs(self, task: Task) -> int:
-        return int(self.optim_cfg(task)["epochs"])
+    # ---- structure (replayed when a checkpoint is loaded) ---------------------------------
+    @structural
+    def grow_head(self, n_new: int) -> None:
+        self.network.head.grow(n_new)
+
+    def structure_log(self) -> list:
+        return copy.deepcopy(self._structure)
+
+    def replay_structure(self, log: list) -> None:
+        """Apply the structural changes of ``log`` that this strategy has not made yet."""
+        done = len(self._structure)
+        if self._structure != log[:done]:
+            raise ValueError("checkpoint: its structure log does not extend this strategy's "
+                             f"({self._structure[:3]}... vs {log[:3]}...)")
+        for name, args, kwargs in log[done:]:
+            fn = getattr(self, name, None)
+            if not getattr(fn, "structural", False):
+                raise ValueError(f"checkpoint: {type(self).__name__}.{name} is not a structural "
+                                 "change of this method (was the checkpoint made by another?)")
+            fn(*args, **kwargs)
+
+    # ---- state beyond the state dict (in every checkpoint) -------------------------------
+    def extra_state(self) -> dict:
+        """Method state that is not a parameter or buffer, as tensors and plain data."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore :meth:`extra_state`."""
+
+    def get_extra_state(self) -> dict:
+        return {"memory": self.memory.state_dict() if self.memory is not None else None,
+                "method": self.extra_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        if self.memory is not None and state.get("memory") is not None:
+            self.memory.load_state_dict(state["memory"])
+        self.load_extra_state(state.get("method") or {})
 
     # ---- hooks -----------------------------------------------------------------------------
     def before_task(self, task: Task, dm) -> None:
         """Grow the classifier for the task's new classes."""
         self.task = task
-        self.multilabel = bool(getattr(dm, "multilabel", False))
-        if self.multilabel:  # the phase each class came in (replayed labels, see after_task)
-            self.phase_span.update({c: (task.known, task.total) for c in range(task.known, task.total)})
-        self.network.head.grow(task.new)
+        self.objective.note_task(task)
+        self.grow_head(task.new)
+
+    def stages(self, task: Task, dm) -> list[Stage]:
+        """The task's training stages; by default one, ``train``."""
+        return [self.train_stage(task)]
+
+    def train_stage(self, task: Task, name: str = "train", optim: Mapping | None = None,
+                    **kwargs) -> Stage:
+        """A stage with the task's ``first_task`` / ``later_tasks`` settings (or ``optim``)."""
+        optim = dict(optim if optim is not None else self.optim_cfg(task))
+        return Stage(name, int(optim["epochs"]), optim=optim, **kwargs)
 
     def train_indices(self, task: Task, dm) -> np.ndarray:
         """The task's own training clips (as the scenario chose them), plus exemplars."""
-        own = dm.own_indices
         if self.memory is None or len(self.memory) == 0:
-            return own
-        if self.multilabel:  # exemplars keep the labels of the phase they were stored in
-            extra = {int(i): list(range(*self.phase_span[c]))
-                     for c, idx in self.memory.exemplars.items() for i in idx}
-            dm.set_target_mask(dm.target_positions, extra)
-            return np.unique(np.concatenate([own, self.memory.indices()]))
-        return np.concatenate([own, self.memory.indices()])
+            return dm.own_indices
+        return self.objective.replay_indices(self.memory, dm)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Cross-entropy (multi-label: BCE) over every seen class. Returns (loss, extra
-        values to log)."""
+        """The objective's loss over every seen class. Returns (loss, extra values to log)."""
         logits, _ = self.network(x)
-        if self.multilabel:
-            return bce_loss(logits, y[:, :logits.shape[1]]), {}
-        return F.cross_entropy(logits, y), {}
+        return self.objective.loss(logits, y), {}
 
     def after_task(self, task: Task, dm) -> None:
-        """Update the exemplar memory, if the method keeps one.
-
-        Multi-label: herding by class is ill-defined when a clip carries several classes,
-        so exemplars are drawn at random among the phase's own clips: for each new class in
-        turn, ``quota`` clips carrying it that no other class of the phase took yet.
-        """
-        if self.memory is None:
-            return
-        if self.multilabel:
-            self.update_memory_multilabel(task, dm)
-            return
-        self.memory.update(dm.by_class(range(task.known, task.total), within=dm.own_indices),
-                           lambda idx: self.embed_indices(dm, idx), task.total)
-
-    def update_memory_multilabel(self, task: Task, dm) -> None:
-        """Random exemplars of the phase's clips (see :meth:`after_task`)."""
-        assert self.memory is not None
-        if self.memory.selection != "random":
-            log.info("multi-label replay: exemplars are chosen at random (memory.selection=%s "
-                     "is for single-label data)", self.memory.selection)
-        m = self.memory.quota(task.total)
-        for c in list(self.memory.exemplars):
-            self.memory.exemplars[c] = self.memory.exemplars[c][:m]
-        taken: set[int] = set()
-        for c, idx in sorted(dm.by_class(range(task.known, task.total), within=dm.own_indices).items()):
-            rng = np.random.default_rng([self.memory.seed, c])
-            free = np.asarray([i for i in idx if int(i) not in taken], dtype=np.int64)
-            pick = free[rng.permutation(len(free))[:m]]
-            taken.update(int(i) for i in pick)
-            self.memory.exemplars[c] = pick
+        """Update the exemplar memory, if the method keeps one."""
+        if self.memory is not None:
+            self.objective.update_memory(self.memory, task, dm,
+                                         lambda idx: self.embed_indices(dm, idx))
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits of each classifier the method reports, over the seen classes."""
         return {"cnn": self.network(x)[0]}
+
+    def eval_logits_names(self) -> tuple[str, ...]:
+        return ("cnn",)
+
+    # ---- stages (the sequencer enters and leaves them) -------------------------------------
+    def default_parameters(self) -> list[nn.Parameter]:
+        """Every parameter outside frozen copies (teachers, frozen backbones)."""
+        frozen = {id(p) for m in self.modules() if isinstance(m, FrozenCopy) for p in m.parameters()}
+        return [p for p in self.parameters() if id(p) not in frozen]
+
+    def enter_stage(self, stage: Stage) -> None:
+        """Train only the stage's parameters; keep fully frozen modules in eval mode."""
+        self.stage = stage
+        groups = param_groups(stage.params() if stage.params else self.default_parameters())
+        trained = {id(p) for g in groups for p in g["params"]}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in trained)
+        self._groups = groups
+        keep_eval: list[tuple[str, nn.Module]] = []  # outermost modules with nothing to train
+        for name, m in self.named_modules():
+            if m is self or any(name.startswith(f"{n}.") for n, _ in keep_eval):
+                continue
+            params = list(m.parameters())
+            if params and not any(id(p) in trained for p in params):
+                keep_eval.append((name, m))
+        self._eval_modules = [m for _, m in keep_eval]
+        self._eval_modules += list(stage.eval_modules() if stage.eval_modules else [])
+        self.train(self.training)
+
+    def leave_stage(self) -> None:
+        self.stage, self._groups, self._eval_modules = None, [], []
+        frozen = {id(p) for m in self.modules() if isinstance(m, FrozenCopy) for p in m.parameters()}
+        for p in self.parameters():
+            p.requires_grad_(id(p) not in frozen)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:
+            for m in self._eval_modules:
+                m.eval()
+        return self
 
     # ---- helpers shared by methods ---------------------------------------------------------
     @torch.no_grad()
@@ -212,22 +308,20 @@ class Strategy(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
-        loss, extra = self.training_loss(x, y)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
+        stage = self.stage
+        loss_fn = stage.loss if stage is not None and stage.loss is not None else self.training_loss
+        loss, extra = loss_fn(x, y)  # loss None: the stage takes no optimizer step
+        prefix = "train" if stage is None or stage.name == "train" else stage.name
+        if loss is not None:
+            self.log(f"{prefix}/loss", loss, prog_bar=True, batch_size=len(y))
         for k, v in extra.items():
-            self.log(f"train/{k}", v, batch_size=len(y))
+            self.log(f"{prefix}/{k}", v, batch_size=len(y))
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y, _ = batch
-        logits = self.eval_logits(x)["cnn"]
-        if self.multilabel:  # micro-F1 at 0.5 of the batch, for the progress bar only
-            pred, t = logits > 0, y[:, :logits.shape[1]] > 0
-            f1 = 200 * (pred & t).sum() / (pred.sum() + t.sum()).clamp(min=1)
-            self.log("val/micro_f1", f1.float(), prog_bar=True, batch_size=len(y), sync_dist=True)
-            return
-        acc = (logits.argmax(1) == y).float().mean() * 100
-        self.log("val/acc", acc, prog_bar=True, batch_size=len(y), sync_dist=True)
+        name, value = self.objective.val_score(self.eval_logits(x)["cnn"], y)
+        self.log(f"val/{name}", value, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def setup_eval(self, task_of_class: torch.Tensor, n_tasks: int) -> None:
         """Fresh per-task accuracy metrics before a test pass."""
@@ -235,28 +329,14 @@ class Strategy(L.LightningModule):
         self.eval_metrics = nn.ModuleDict(
             {n: TaskAccuracy(task_of_class, n_tasks).to(self.device) for n in names})
 
-    def eval_logits_names(self) -> tuple[str, ...]:
-        return ("cnn",)
-
     def test_step(self, batch, batch_idx: int) -> None:
         x, y, _ = batch
         for name, logits in self.eval_logits(x).items():
             self.eval_metrics[name].update(logits.float(), y)
 
     def configure_optimizers(self):
-        cfg = self.optim_cfg()
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
-                              weight_decay=cfg.get("weight_decay", 0.0))
-        kind = cfg.get("scheduler", "multistep")
-        if kind == "multistep":
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg["milestones"]),
-                                                         gamma=cfg.get("lr_decay", 0.1))
-        elif kind == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(cfg["epochs"]), 1),
-                                                               eta_min=cfg.get("lr_min", 0.0))
-        elif kind == "constant":
-            return opt
-        else:
-            raise ValueError(f"scheduler must be multistep|cosine|constant, got {kind!r}")
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        stage = self.stage
+        if stage is None or stage.optim is None or not self._groups:
+            return None
+        steps = self.trainer.estimated_stepping_batches // max(int(stage.optim["epochs"]), 1)
+        return build(stage.optim, self._groups, steps)

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiocil.core import Task
 from audiocil.data.frontend import Frontend
 from audiocil.heads import IncrementalLinear
-from audiocil.methods.base import FrozenCopy, Strategy
-from audiocil.scenarios.standard import Task
+from audiocil.methods.base import FrozenCopy, Strategy, structural
 
 
 def aux_targets(y: torch.Tensor, known: int) -> torch.Tensor:
@@ -101,8 +101,10 @@ class DER(Strategy):
         init: ``previous`` (PyCIL: the new backbone starts as a copy of the last) or ``fresh``.
     """
 
-    def __init__(self, backbone: nn.Module, frontend: Frontend, *args, aux_weight: float = 1.0,
-                 weight_align: bool = True, init: str = "previous", **kwargs) -> None:
+    scenarios = ("standard",)
+
+    def __init__(self, backbone: nn.Module, frontend: Frontend, *args, aux_weight: float,
+                 weight_align: bool, init: str, **kwargs) -> None:
         super().__init__(backbone, frontend, *args, **kwargs)
         if init not in ("previous", "fresh"):
             raise ValueError(f"method.init must be previous|fresh, got {init!r}")
@@ -116,7 +118,12 @@ class DER(Strategy):
             super().before_task(task, dm)
             return
         self.task = task
-        self.network.expand(task.new, fresh=self.init == "fresh")
+        self.expand(task.new)
+
+    @structural
+    def expand(self, n_new: int) -> None:
+        """A new trainable backbone, the last one frozen, a wider head (see the module doc)."""
+        self.network.expand(n_new, fresh=self.init == "fresh")
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         net = self.network

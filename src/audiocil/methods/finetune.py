@@ -1,8 +1,8 @@
 """Finetune: train on each task's data alone, with no defence against forgetting.
 
-The lower bound of class-incremental learning: cross-entropy over every class seen so
-far, on the new task's clips only (as the reference toolbox's ``finetune``). In the
-multi-label scenario: binary cross-entropy over every seen class, the phase's labels only.
+The lower bound of class-incremental learning: the scenario objective's loss over every
+class seen so far (cross-entropy; multi-label: binary cross-entropy, the phase's labels
+only), on the new task's clips only, as the reference toolbox's ``finetune``.
 """
 
 from audiocil.methods.base import Strategy
@@ -11,4 +11,4 @@ from audiocil.methods.base import Strategy
 class Finetune(Strategy):
     """Naive sequential training; everything it needs is in :class:`Strategy`."""
 
-    scenarios = (*Strategy.scenarios, "multilabel")
+    scenarios = ("standard", "fewshot", "multilabel")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audiocil.core import Task
 from audiocil.methods.lwf import LwF
-from audiocil.scenarios.standard import Task
 
 
 def class_mean(features: torch.Tensor) -> torch.Tensor:
@@ -46,9 +46,8 @@ class ICaRL(LwF):
     #: not LwF's multi-label support: herding and class means need single-label clips
     scenarios = ("standard", "fewshot")
 
-    def __init__(self, *args, T: float = 2.0, lamda: float = 1.0,
-                 new_classes_only_ce: bool = False, **kwargs) -> None:
-        super().__init__(*args, T=T, lamda=lamda, new_classes_only_ce=new_classes_only_ce, **kwargs)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         if self.memory is None:
             raise ValueError("method=icarl needs a memory: set method.memory.size or method.memory.per_class")
         self.register_buffer("class_means", torch.zeros(0, self.network.backbone.out_dim))

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from audiocil.core import Task
 from audiocil.heads import IncrementalLinear
 from audiocil.methods.base import Strategy
-from audiocil.scenarios.standard import Task
 
 
 class Joint(Strategy):
+    #: standard only: in few-shot CIL it would train on every clip of the novel classes
+    scenarios = ("standard",)
+
     def __init__(self, *args, reinit: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.reinit = reinit

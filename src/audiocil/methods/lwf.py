@@ -19,22 +19,19 @@ SpecAugment masks, as they would on an augmented image in PyCIL). It exists only
 task is learnt: made in :meth:`before_task`, dropped in :meth:`after_task`, so it is
 neither in the task checkpoints nor counted in ``params_per_task``.
 
-In the multi-label scenario the same loss is made of sigmoids: binary cross-entropy on the
-new classes' logits (or every seen class's) plus ``lamda`` times the BCE of the student's
-old-class sigmoids towards the teacher's at temperature ``T``
-(:func:`audiocil.losses.multilabel.sigmoid_distillation`).
+In the multi-label scenario the scenario's objective makes the same loss of sigmoids:
+binary cross-entropy on the new classes' logits (or every seen class's) plus ``lamda`` times
+the BCE of the student's old-class sigmoids towards the teacher's at temperature ``T``
+(:class:`audiocil.objectives.MultiLabel`).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from audiocil.losses.distillation import kd_loss
-from audiocil.losses.multilabel import bce_loss, sigmoid_distillation
-from audiocil.methods.base import FrozenCopy, Strategy
-from audiocil.scenarios.standard import Task
+from audiocil.core import Task
+from audiocil.methods.base import FrozenCopy, Strategy, structural
 
 
 class LwF(Strategy):
@@ -46,10 +43,10 @@ class LwF(Strategy):
         kd_scale_t2: multiply the distillation by T² (Hinton et al.); off as in PyCIL.
     """
 
-    scenarios = (*Strategy.scenarios, "multilabel")
+    scenarios = ("standard", "fewshot", "multilabel")
 
-    def __init__(self, *args, T: float = 2.0, lamda: float = 3.0,
-                 new_classes_only_ce: bool = True, kd_scale_t2: bool = False, **kwargs) -> None:
+    def __init__(self, *args, T: float, lamda: float, new_classes_only_ce: bool,
+                 kd_scale_t2: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if new_classes_only_ce and self.memory is not None:
             raise ValueError("new_classes_only_ce needs memory: null "
@@ -58,40 +55,33 @@ class LwF(Strategy):
         self.new_classes_only_ce, self.kd_scale_t2 = new_classes_only_ce, kd_scale_t2
         self.teacher: FrozenCopy | None = None  # backbone + head of the previous task
 
+    @structural
+    def make_teacher(self) -> None:
+        """Freeze a copy of what was learnt so far (before the head grows)."""
+        self.teacher = FrozenCopy(nn.Sequential(self.network.backbone, self.network.head))
+
+    @structural
+    def drop_teacher(self) -> None:
+        self.teacher = None
+
     def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:  # freeze what was learnt so far, before the head grows
-            self.teacher = FrozenCopy(nn.Sequential(self.network.backbone, self.network.head))
+        if task.index > 0:
+            self.make_teacher()
         super().before_task(task, dm)
 
     def after_task(self, task: Task, dm) -> None:
-        self.teacher = None  # the next task freezes a fresh one
+        if self.teacher is not None:
+            self.drop_teacher()  # the next task freezes a fresh one
         super().after_task(task, dm)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        net = self.network
+        net, obj = self.network, self.objective
         z = net.frontend(x)
         logits = net.head(net.backbone(z))
         k = self.known
-        if self.multilabel:
-            return self._multilabel_loss(z, logits, y[:, :logits.shape[1]], k)
         if k == 0:
-            return F.cross_entropy(logits, y), {}
+            return obj.loss(logits, y), {}
         assert self.teacher is not None, "before_task makes the teacher of every task > 0"
-        if self.new_classes_only_ce:
-            ce = F.cross_entropy(logits[:, k:], y - k)
-        else:
-            ce = F.cross_entropy(logits, y)
-        kd = kd_loss(logits[:, :k], self.teacher(z), self.T, self.kd_scale_t2)
-        return ce + self.lamda * kd, {"ce": ce.detach(), "kd": kd.detach()}
-
-    def _multilabel_loss(self, z: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
-                         k: int) -> tuple[torch.Tensor, dict]:
-        if k == 0:
-            return bce_loss(logits, y), {}
-        assert self.teacher is not None, "before_task makes the teacher of every task > 0"
-        lo = k if self.new_classes_only_ce else 0
-        ce = bce_loss(logits[:, lo:], y[:, lo:])
-        kd = sigmoid_distillation(logits[:, :k], self.teacher(z), self.T)
-        if self.kd_scale_t2:
-            kd = kd * self.T * self.T
+        ce = obj.loss(logits, y, lo=k if self.new_classes_only_ce else 0)
+        kd = obj.distill(logits[:, :k], self.teacher(z), self.T, self.kd_scale_t2)
         return ce + self.lamda * kd, {"ce": ce.detach(), "kd": kd.detach()}

@@ -43,9 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiocil.core import Stage, Task
 from audiocil.losses.fewshot import SelfAttention, class_means, cosine_logits, stochastic_weights
+from audiocil.methods.base import structural
 from audiocil.methods.prototype import FewShotStrategy
-from audiocil.scenarios.standard import Task
+from audiocil.optim import build
 
 
 class StochasticClassifier(nn.Module):
@@ -81,9 +83,8 @@ class MetaSC(FewShotStrategy):
 
     scenarios = ("fewshot",)
 
-    def __init__(self, *args, scale: float = 16.0, sigma_offset: float = 4.0,
-                 attn_dropout: float = 0.5, lamda_proto: float = 0.6,
-                 episodes: Mapping | None = None, **kwargs) -> None:
+    def __init__(self, *args, scale: float, sigma_offset: float, attn_dropout: float,
+                 lamda_proto: float, episodes: Mapping | None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         dim = self.network.backbone.out_dim
         self.attention = SelfAttention(dim, attn_dropout)
@@ -103,8 +104,16 @@ class MetaSC(FewShotStrategy):
         if task.known == 0:
             self.__dict__["_test_cache"] = {}
         self.task = task
-        self.classifier.grow(task.new)
-        dm.episodes = self.episodes if task.known == 0 else None
+        self.grow_classifier(task.new)
+
+    @structural
+    def grow_classifier(self, n_new: int) -> None:
+        self.classifier.grow(n_new)
+
+    def stages(self, task: Task, dm) -> list[Stage]:
+        if task.known > 0:
+            return []
+        return [self.train_stage(task, sampler=self.episodes or "shuffle")]
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         logits = self.classifier(self.embed(x), stochastic=True)[:, :self.total]
@@ -114,7 +123,6 @@ class MetaSC(FewShotStrategy):
         return self.classifier(self.attend(h), stochastic=False)[:, :self.total]
 
     def after_task(self, task: Task, dm) -> None:
-        dm.episodes = None
         if task.known > 0:
             self.train_session(task, dm)
         feats, labels = self.labelled_features(dm, dm.own_indices, self.embed)
@@ -127,8 +135,7 @@ class MetaSC(FewShotStrategy):
         torch.manual_seed(self.session_seed(task))
         base, labels = self.labelled_features(dm, dm.own_indices)  # frozen encoder, eval mode
         params = [self.classifier.mu, self.classifier.sigma]
-        opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
-                              dampening=cfg.get("dampening", 0.9), weight_decay=0.0)
+        opt = build({**cfg, "scheduler": None}, [{"params": params}], 1)
         old = torch.arange(task.known, device=self.device)
         self.eval()
         self.attention.train()  # dropout on, weights frozen (not in the optimiser)

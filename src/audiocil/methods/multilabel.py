@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiocil.core import Stage, Task
 from audiocil.heads import IncrementalLinear
 from audiocil.losses.multilabel import (
     adaptive_weight,
@@ -52,8 +53,7 @@ from audiocil.losses.multilabel import (
     output_distillation,
     positive_weight,
 )
-from audiocil.methods.base import FrozenCopy, Strategy
-from audiocil.scenarios.standard import Task
+from audiocil.methods.base import FrozenCopy, Strategy, structural
 
 
 class _Learner(nn.Module):
@@ -94,13 +94,11 @@ class MultilabelCIL(Strategy):
 
     scenarios = ("multilabel",)
 
-    def __init__(self, *args, loss_classes: str = "new", train_data: str = "phase",
-                 reinit: bool = False, freeze_extractor: bool = False, lambda_kd: float = 0.0,
-                 lambda_fd: float = 0.0, T: float = 2.0, kd_reduction: str = "mean",
-                 fd_scope: str = "sample", adaptive_terms: Sequence[str] = ("kd", "fd"),
-                 lambda_exponent: float = 0.5, lambda_ratio: str = "old",
-                 pos_weight: float | str | None = None, sampler: str = "balanced",
-                 **kwargs) -> None:
+    def __init__(self, *args, loss_classes: str, train_data: str, reinit: bool,
+                 freeze_extractor: bool, lambda_kd: float, lambda_fd: float, T: float,
+                 kd_reduction: str, fd_scope: str, adaptive_terms: Sequence[str],
+                 lambda_exponent: float, lambda_ratio: str, pos_weight: float | str | None,
+                 sampler: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         checks = {"loss_classes": (loss_classes, ("new", "seen")),
                   "train_data": (train_data, ("phase", "seen")),
@@ -128,36 +126,43 @@ class MultilabelCIL(Strategy):
         self.pos_weight: float | None = None
         self.sampler = sampler
         self.teacher: FrozenCopy | None = None
-        self.extractor_frozen = False
         self.frozen_rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ---- phase set-up ----------------------------------------------------------------------
     def before_task(self, task: Task, dm) -> None:
         distil = self.lambda_kd > 0 or self.lambda_fd > 0
         if task.index > 0 and distil:  # freeze the previous learner before the head grows
-            self.teacher = FrozenCopy(_Learner(self.network.backbone, self.network.head))
+            self.make_teacher()
         super().before_task(task, dm)
-        if not self.multilabel:
-            raise ValueError(f"method {type(self).__name__} needs a multi-label dataset")
         if self.reinit and task.index > 0:
             for m in self.network.backbone.modules():
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
             self.network.head = IncrementalLinear(self.network.backbone.out_dim, task.total)
         if self.freeze_extractor and task.index > 0:
-            self.extractor_frozen = True
-            for p in self.network.backbone.parameters():
-                p.requires_grad_(False)
-            self.network.backbone.eval()  # Lightning keeps each module's mode across fit/test
             head = self.network.head
             self.frozen_rows = (head.weight.data[:task.known].clone(),
                                 head.bias.data[:task.known].clone())
-        dm.set_sampler(self.sampler)
+
+    @structural
+    def make_teacher(self) -> None:
+        self.teacher = FrozenCopy(_Learner(self.network.backbone, self.network.head))
+
+    @structural
+    def drop_teacher(self) -> None:
+        self.teacher = None
+
+    def stages(self, task: Task, dm) -> list[Stage]:
+        """One stage; ``fe`` trains only the head after phase 0 (the frozen backbone stays in
+        eval mode, so its BatchNorm statistics do not move either)."""
+        optim = self.first_task if self.reinit else self.optim_cfg(task)
+        params = (lambda: list(self.network.head.parameters())) \
+            if self.freeze_extractor and task.index > 0 else None
+        return [self.train_stage(task, optim=optim, params=params, sampler=self.sampler)]
 
     def train_indices(self, task: Task, dm) -> np.ndarray:
         if self.train_data == "seen":
-            dm.set_target_mask(range(task.total))
-            idx = dm.indices_of(range(task.total))
+            idx = self.objective.train_on_seen(task, dm)
         else:
             idx = super().train_indices(task, dm)
         self.pos_weight = self._pos_weight(task, dm, idx)
@@ -175,22 +180,12 @@ class MultilabelCIL(Strategy):
         return positive_weight(y[:, lo:task.total])
 
     def after_task(self, task: Task, dm) -> None:
-        self.teacher = None  # the next phase freezes a fresh one
+        if self.teacher is not None:
+            self.drop_teacher()  # the next phase freezes a fresh one
         self.frozen_rows = None
         super().after_task(task, dm)
 
-    def optim_cfg(self, task: Task | None = None) -> dict:
-        if self.reinit:  # trained from scratch every time: always the first phase's schedule
-            return self.first_task
-        return super().optim_cfg(task)
-
     # ---- training ---------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> MultilabelCIL:
-        super().train(mode)
-        if self.extractor_frozen:  # frozen BatchNorm statistics too
-            self.network.backbone.eval()
-        return self
-
     def weight(self, term: str) -> float:
         """The weight of distillation term ``kd`` or ``fd`` in the current phase."""
         base = self.lambda_kd if term == "kd" else self.lambda_fd

@@ -14,7 +14,8 @@ code ``vinceasvp/FCAC``, ``models/stdu``).
    prototype-query attention, PQA) adapts the prototypes to each query; the logits are
    ``scale * cos(query', prototype')`` (scale 16) and the loss is cross-entropy over the
    episode's classes. The attention (lr 2e-4) and the encoder (lr 2e-4, batch-norm
-   statistics frozen as in the code) are trained with Nesterov SGD, weight decay 5e-4.
+   statistics frozen as in the code) are trained with Nesterov SGD, weight decay 5e-4: the
+   base session's second training stage, ``episodes`` (``meta.stage`` in the yaml).
 3. The classifier is a bank of prototypes, one per class, expanded at every session:
    base prototypes are the mean embeddings of all base training clips; in incremental
    sessions everything is frozen and each new class's prototype is the mean of its
@@ -35,18 +36,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from audiocil.core import Stage, Task
 from audiocil.losses.fewshot import SelfAttention, class_means, cosine_logits
 from audiocil.methods.prototype import FewShotStrategy
-from audiocil.scenarios.fewshot import episode
-from audiocil.scenarios.standard import Task
-
-META_DEFAULTS = {"epochs": 1, "episodes": 50, "low_way": 5, "way": 5, "shot": 5, "query": 15,
-                 "pseudo_base_fraction": 35 / 60, "lr_encoder": 2e-4, "lr_attention": 2e-4,
-                 "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True}
 
 
 def pqa_logits(attention: torch.nn.Module, query: torch.Tensor, protos: torch.Tensor,
@@ -66,18 +61,19 @@ class PAN(FewShotStrategy):
     """Args (beyond :class:`Strategy`'s; every value in ``conf/method/pan.yaml``):
         scale: the cosine logits' scale (code: temperature 16).
         attn_dropout: dropout of the attention block (code: 0.5).
-        meta: the pseudo-incremental episodic training (:data:`META_DEFAULTS`).
+        meta: the pseudo-incremental episodes: ``episodes`` per epoch, ``low_way``,
+            ``way``, ``shot``, ``query``, ``pseudo_base_fraction``, ``lr_encoder`` and the
+            stage's settings ``stage`` (epochs, optimizer: the attention's rate, scheduler).
     """
 
     scenarios = ("fewshot",)
 
-    def __init__(self, *args, scale: float = 16.0, attn_dropout: float = 0.5,
-                 meta: Mapping | None = None, **kwargs) -> None:
+    def __init__(self, *args, scale: float, attn_dropout: float, meta: Mapping, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         dim = self.network.backbone.out_dim
         self.scale = float(scale)
         self.attention = SelfAttention(dim, attn_dropout)
-        self.meta = {**META_DEFAULTS, **dict(meta or {})}
+        self.meta = dict(meta)
         self.register_buffer("prototypes", torch.zeros(0, dim))
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:
@@ -85,48 +81,44 @@ class PAN(FewShotStrategy):
             return self.network.head(h)
         return pqa_logits(self.attention, h, self.prototypes[:self.total], self.scale)
 
+    def stages(self, task: Task, dm) -> list[Stage]:
+        stages = super().stages(task, dm)
+        m = self.meta
+        if task.known == 0 and int(m["stage"]["epochs"]) * int(m["episodes"]) > 0:
+            stages.append(self.episode_stage(task))
+        return stages
+
+    def episode_stage(self, task: Task) -> Stage:
+        """Episodes over pseudo-base / pseudo-novel splits of the base classes."""
+        m = self.meta
+        n_pb = max(1, min(task.total - 1, int(round(m["pseudo_base_fraction"] * task.total))))
+        groups = [[list(range(n_pb)), int(m["low_way"])],
+                  [list(range(n_pb, task.total)), int(m["way"])]]
+
+        def params():
+            out = [{"params": list(self.attention.parameters())}]
+            if m["lr_encoder"] > 0:
+                out.append({"params": list(self.network.backbone.parameters()),
+                            "lr": m["lr_encoder"]})
+            return out
+
+        return Stage("episodes", int(m["stage"]["epochs"]), optim=dict(m["stage"]),
+                     params=params, indices=lambda dm: dm.own_indices, loss=self.episode_loss,
+                     eval_modules=lambda: [self.network], validate=False,
+                     sampler={"n_way": 0, "n_per": int(m["shot"]) + int(m["query"]),
+                              "n_batches": int(m["episodes"]), "groups": groups})
+
+    def episode_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """One episode (a batch laid out as (shot + query, ways), see the sampler)."""
+        n_sup, n_per = int(self.meta["shot"]), int(self.meta["shot"]) + int(self.meta["query"])
+        ways = len(y) // n_per
+        feats = self.network.embed(x).view(n_per, ways, -1)
+        protos = feats[:n_sup].mean(0)  # (ways, D)
+        query = feats[n_sup:].reshape(-1, feats.shape[-1])
+        target = torch.arange(ways, device=x.device).repeat(n_per - n_sup)
+        return F.cross_entropy(pqa_logits(self.attention, query, protos, self.scale), target), {}
+
     def after_task(self, task: Task, dm) -> None:
-        if task.known == 0:
-            self.pseudo_incremental_training(task, dm)
         feats, labels = self.labelled_features(dm, dm.own_indices)
         means = class_means(feats, labels, range(task.known, task.total))
         self.prototypes = torch.cat([self.prototypes[:task.known], means.to(self.prototypes)])
-
-    def pseudo_incremental_training(self, task: Task, dm) -> None:
-        """Episodes over pseudo-base / pseudo-novel splits of the base classes."""
-        m = self.meta
-        n_steps = int(m["epochs"]) * int(m["episodes"])
-        if n_steps == 0:
-            return
-        clips = dm.own_indices
-        labels = dm.targets["train"][clips].numpy()
-        n_pb = max(1, min(task.total - 1, int(round(m["pseudo_base_fraction"] * task.total))))
-        pseudo_base, pseudo_novel = np.arange(n_pb), np.arange(n_pb, task.total)
-        groups = [{"params": self.attention.parameters(), "lr": m["lr_attention"]}]
-        if m["lr_encoder"] > 0:
-            groups.append({"params": self.network.backbone.parameters(), "lr": m["lr_encoder"]})
-        opt = torch.optim.SGD(groups, momentum=m["momentum"], weight_decay=m["weight_decay"],
-                              nesterov=bool(m["nesterov"]))
-        rng = np.random.default_rng([self.seed, task.index, 7])
-        torch.manual_seed(self.session_seed(task))
-        self.eval()  # batch-norm statistics frozen (the code trains the episodes in eval mode)
-        self.attention.train()
-        n_sup = int(m["shot"])
-        losses = []
-        with torch.enable_grad():
-            for _ in range(n_steps):
-                pos_b, _ = episode(labels, pseudo_base, m["low_way"], n_sup + m["query"], rng)
-                pos_n, _ = episode(labels, pseudo_novel, m["way"], n_sup + m["query"], rng)
-                pos = np.concatenate([pos_b, pos_n], axis=1)  # (shot + query, ways)
-                x = dm.data["train"][clips[pos.reshape(-1)]].to(self.device)
-                feats = self.network.embed(x).view(*pos.shape, -1)
-                protos = feats[:n_sup].mean(0)  # (ways, D)
-                query = feats[n_sup:].reshape(-1, feats.shape[-1])
-                target = torch.arange(pos.shape[1], device=self.device).repeat(len(feats) - n_sup)
-                loss = F.cross_entropy(pqa_logits(self.attention, query, protos, self.scale), target)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-        self.eval()
-        self.meta_loss = float(np.mean(losses[-10:]))

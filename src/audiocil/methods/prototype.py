@@ -15,27 +15,27 @@ It also runs in ``scenario=standard`` (new classes' means from all their clips).
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from audiocil.core import Stage, Task
 from audiocil.losses.fewshot import class_means, cosine_logits
 from audiocil.methods.base import Strategy
-from audiocil.scenarios.standard import Task
 
 log = logging.getLogger(__name__)
 
 
 class FewShotStrategy(Strategy):
-    """A strategy whose base session is trained by Lightning and whose incremental sessions
-    are the method's own end-of-task work on a frozen encoder (no Lightning epochs).
+    """A strategy whose base session is trained by Lightning (stage ``train``) and whose
+    incremental sessions are the method's own end-of-task work on a frozen encoder.
 
     Base session: the epoch with the best top-1 accuracy on the validation clips (which the
     few-shot scenario restricts to the base classes) is restored at the end of training;
     with no validation data (``trainer.limit_val_batches=0``) the last epoch is kept.
-    ``first_task`` / ``later_tasks`` may also set ``nesterov`` and ``dampening`` (SGD).
 
     A method classifies encoder embeddings (:meth:`classify`). Once the encoder is frozen
     (after the base session) the embedding of a test clip never changes, so test passes
@@ -43,17 +43,15 @@ class FewShotStrategy(Strategy):
     checkpoints): the few-shot protocol tests every seen class after every session.
     """
 
-    scenarios: tuple[str, ...] = ("fewshot",)
-
-    def __init__(self, *args, seed: int = 0, **kwargs) -> None:
-        super().__init__(*args, seed=seed, **kwargs)
-        self.seed = int(seed)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.best_epoch: int | None = None
         self._best: dict | None = None  # {"acc", "epoch", "state"} of the best epoch so far
         self._val_hits = torch.zeros(2)
 
-    def epochs(self, task: Task) -> int:
-        return int(self.first_task["epochs"]) if task.known == 0 else 0
+    def stages(self, task: Task, dm) -> list[Stage]:
+        """The base session's training; nothing is trained by Lightning in later sessions."""
+        return [self.train_stage(task)] if task.known == 0 else []
 
     # ---- classification ---------------------------------------------------------------------
     def classify(self, h: torch.Tensor) -> torch.Tensor:
@@ -83,11 +81,6 @@ class FewShotStrategy(Strategy):
             self.__dict__["_test_cache"] = {}
         super().before_task(task, dm)
 
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["_test_cache"] = {}
-        return state
-
     def session_seed(self, task: Task) -> int:
         return hash((self.seed, task.index, 4231)) % (2**62)
 
@@ -101,13 +94,24 @@ class FewShotStrategy(Strategy):
         self._val_hits += torch.stack([hit.sum(), torch.tensor(float(len(y)), device=hit.device)])
         self.log("val/acc", hit.mean() * 100, prog_bar=True, batch_size=len(y), sync_dist=True)
 
+    def extra_state(self) -> dict:
+        return {"best_epoch": self.best_epoch}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.best_epoch = state.get("best_epoch")
+
+    def selects_best_epoch(self) -> bool:
+        """Only the base session's ``train`` stage keeps its best validation epoch."""
+        return self.known == 0 and self.stage is not None and self.stage.name == "train"
+
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or self.known > 0:
+        if self.trainer.sanity_checking or not self.selects_best_epoch():
             return
         hits = self.trainer.strategy.reduce(self._val_hits, reduce_op="sum")
         acc = float(hits[0] / hits[1].clamp(min=1))
         if self._best is None or acc > self._best["acc"]:
-            state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+            state = {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                     for k, v in self.state_dict().items()}
             self._best = {"acc": acc, "epoch": self.trainer.current_epoch, "state": state}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -144,19 +148,6 @@ class FewShotStrategy(Strategy):
         labels = dm.targets["train"][indices].to(self.device)
         return self.features_of(dm, indices, embed), labels
 
-    def configure_optimizers(self):
-        if self.known > 0:
-            return None  # sessions run no Lightning epoch (Lightning still asks)
-        cfg = self.optim_cfg()
-        if not (cfg.get("nesterov") or cfg.get("dampening")):
-            return super().configure_optimizers()
-        out = super().configure_optimizers()
-        opt = out["optimizer"] if isinstance(out, dict) else out
-        for group in opt.param_groups:
-            group["nesterov"] = bool(cfg.get("nesterov", False))
-            group["dampening"] = float(cfg.get("dampening", 0.0))
-        return out
-
 
 class Prototype(FewShotStrategy):
     """Args (beyond :class:`Strategy`'s): ``scale`` multiplies the cosine logits (it changes
@@ -164,7 +155,7 @@ class Prototype(FewShotStrategy):
 
     scenarios = ("standard", "fewshot")
 
-    def __init__(self, *args, scale: float = 16.0, **kwargs) -> None:
+    def __init__(self, *args, scale: float, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.scale = float(scale)
         self.register_buffer("prototypes", torch.zeros(0, self.network.backbone.out_dim))

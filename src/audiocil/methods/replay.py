@@ -4,10 +4,10 @@ Follows the reference toolbox's ``replay``: cross-entropy over all seen classes 
 union of new data and exemplars; exemplars are chosen by herding with a fixed total
 budget (``memory.size`` = 2000 in PyCIL) shared by all classes seen so far.
 
-In the multi-label scenario: binary cross-entropy over every seen class; exemplars are
-drawn at random among each phase's clips (herding by class is ill-defined for clips with
-several classes) and replayed with the labels of the phase they were stored in
-(:meth:`Strategy.after_task`, :meth:`Strategy.train_indices`).
+In the multi-label scenario the objective makes it binary cross-entropy over every seen
+class, with exemplars drawn at random among each phase's clips (herding by class is
+ill-defined for clips with several classes) and replayed with the labels of the phase they
+were stored in (:class:`audiocil.objectives.MultiLabel`).
 """
 
 from audiocil.methods.base import Strategy
@@ -16,7 +16,7 @@ from audiocil.methods.base import Strategy
 class Replay(Strategy):
     """Rehearsal with an exemplar memory; the memory is the base class's."""
 
-    scenarios = (*Strategy.scenarios, "multilabel")
+    scenarios = ("standard", "multilabel")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -24,22 +24,18 @@ validation clips only (the scenario restricts the datamodule's validation set to
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
-from audiocil.scenarios.standard import Task, class_order
+from audiocil.core import FewShotTask, Task
+from audiocil.data.samplers import EpisodeBatchSampler, episode
+from audiocil.objectives import SingleLabel
+from audiocil.results.fewshot import FewShotRecord
+from audiocil.scenarios.standard import class_order
 
-
-@dataclass(frozen=True)
-class FewShotTask(Task):
-    """A :class:`Task` that knows its trial and session (0 = the base session)."""
-
-    trial: int = 0
-    session: int = 0
+__all__ = ["EpisodeBatchSampler", "FewShotScenario", "FewShotTask", "draw_shots", "episode"]
 
 
 def draw_shots(pools: Mapping[int, np.ndarray], shots: int, seed: int, trial: int = 0
@@ -69,54 +65,6 @@ def draw_shots(pools: Mapping[int, np.ndarray], shots: int, seed: int, trial: in
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def episode(labels: np.ndarray, classes: np.ndarray, n_way: int, n_per: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One episode: ``n_way`` of ``classes`` at random, ``n_per`` items of each.
-
-    Args:
-        labels: (N,) class of each item.
-        classes: the classes to choose from.
-        rng: the generator to draw with.
-
-    Returns:
-        (n_per, n_way) item positions (column j holds class ``chosen[j]``), and ``chosen``.
-        A class with fewer than ``n_per`` items is drawn with replacement.
-    """
-    chosen = rng.choice(np.asarray(classes), size=min(n_way, len(classes)), replace=False)
-    cols = []
-    for c in chosen:
-        pool = np.flatnonzero(labels == c)
-        cols.append(rng.choice(pool, size=n_per, replace=len(pool) < n_per))
-    return np.stack(cols, axis=1), chosen
-
-
-class EpisodeBatchSampler(Sampler[list[int]]):
-    """Batches of ``n_way`` classes x ``n_per`` items, ``n_batches`` per epoch (CEC's and
-    META-SC's ``CategoriesSampler``), redrawn each epoch from ``(seed, epoch)``.
-
-    Args:
-        labels: (N,) class of each item of the dataset the batches index.
-    """
-
-    def __init__(self, labels: np.ndarray, n_way: int, n_per: int, n_batches: int,
-                 seed: int) -> None:
-        self.labels = np.asarray(labels)
-        self.classes = np.unique(self.labels)
-        self.n_way, self.n_per, self.n_batches, self.seed, self.epoch = n_way, n_per, n_batches, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        for _ in range(self.n_batches):
-            idx, _ = episode(self.labels, self.classes, self.n_way, self.n_per, rng)
-            yield idx.reshape(-1).tolist()
-
-    def __len__(self) -> int:
-        return self.n_batches
-
-
 class FewShotScenario:
     """``scenario=fewshot``: a base session, then ``sessions`` x ``ways``-way ``shots``-shot.
 
@@ -143,6 +91,7 @@ class FewShotScenario:
         self.base, self.ways, self.shots, self.sessions = base_classes, ways, shots, sessions
         self.shot_seed, self.trials, self.cpi_alpha = int(shot_seed), int(trials), cpi_alpha
         self.class_order_seed, self.explicit_order = class_order_seed, class_order
+        self.objective = SingleLabel()
 
     def make_tasks(self, dataset) -> tuple[list[int], list[Task]]:
         if dataset.multilabel:
@@ -196,13 +145,9 @@ class FewShotScenario:
             out["shots"] = [int(i) for i in dm.own_indices]
         return out
 
-    def new_record(self, meta: dict):
-        from audiocil.metrics.fewshot import FewShotRecord
-
+    def new_record(self, meta: dict) -> FewShotRecord:
         return FewShotRecord(meta, self.base, self.ways, self.shots, int(self.sessions or 0),
                              self.trials, self.cpi_alpha)
 
-    def record_from_state(self, state: dict):
-        from audiocil.metrics.fewshot import FewShotRecord
-
+    def record_from_state(self, state: dict) -> FewShotRecord:
         return FewShotRecord.from_state(state)

@@ -6,31 +6,12 @@ The class order follows the reference toolbox (PyCIL and the audio CIL code buil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class Task:
-    """One step of the stream.
-
-    Attributes:
-        index: 0-based task id.
-        classes: original dataset class ids learnt in this task, in class order.
-        known: number of classes learnt before this task (their positions are 0..known-1).
-        total: number of classes known after this task.
-    """
-
-    index: int
-    classes: tuple[int, ...]
-    known: int
-    total: int
-
-    @property
-    def new(self) -> int:
-        return self.total - self.known
+from audiocil.core import Task
+from audiocil.objectives import SingleLabel
+from audiocil.results.standard import RunRecord
 
 
 def class_order(n_classes: int, seed: int | None = 1993,
@@ -91,6 +72,7 @@ class StandardScenario:
 
     def __init__(self, init_cls: int, increment: int, class_order_seed: int | None = 1993,
                  class_order: list[int] | None = None) -> None:
+        self.objective = SingleLabel()
         self.init_cls, self.increment = init_cls, increment
         self.class_order_seed, self.explicit_order = class_order_seed, class_order
 
@@ -117,12 +99,8 @@ class StandardScenario:
                          for k, v in metric.compute().items()}
         return out
 
-    def new_record(self, meta: dict):
-        from audiocil.results import RunRecord
-
+    def new_record(self, meta: dict) -> RunRecord:
         return RunRecord(meta)
 
-    def record_from_state(self, state: dict):
-        from audiocil.results import RunRecord
-
+    def record_from_state(self, state: dict) -> RunRecord:
         return RunRecord.from_state(state)

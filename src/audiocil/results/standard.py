@@ -1,19 +1,19 @@
-"""What a run records: the accuracy matrix and everything derived from it, on disk.
+"""The record of a standard class-incremental run: the accuracy matrix of every classifier
+the method reports, and everything derived from it (:mod:`audiocil.metrics.continual`).
 
-``results.json`` and ``metrics_per_step.csv`` are rewritten atomically after every task
-from the :class:`RunRecord`, which a resumed run restores from its last task checkpoint.
+``results.json``, ``metrics_per_step.csv`` and ``results_long.csv`` are rewritten
+atomically after every task from the record (:mod:`audiocil.results.io`); a resumed run
+restores it from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-from pathlib import Path
 
+from audiocil.core import Task
 from audiocil.metrics.continual import forgetting_per_step, summarize
-from audiocil.scenarios.standard import Task
+from audiocil.results.io import SCHEMA_VERSION, figure_rows
 
 
 def _weighted(acc: list[float], counts: list[int], which: range) -> float | None:
@@ -37,7 +37,7 @@ class RunRecord:
 
     def add_step(self, task: Task, scores: dict[str, dict], info: dict) -> None:
         """Record one step: per-classifier scores and ``time_s, params, memory_*``."""
-        step = {"task": task.index, "n_classes": task.total, **info}
+        step = {"task": task.index, "n_classes": task.total, **info, "classifiers": list(scores)}
         for name, s in scores.items():
             acc, counts = s["top1_per_task"], s["count_per_task"]
             t = task.index
@@ -53,7 +53,8 @@ class RunRecord:
         self.steps = [x for x in self.steps if x["task"] != task.index] + [step]
 
     def classifiers(self) -> list[str]:
-        return [k for k in ("cnn", "nme") if self.steps and k in self.steps[0]]
+        """The classifiers the method's evaluation returned, in its order ("cnn" first)."""
+        return list(self.steps[0]["classifiers"]) if self.steps else []
 
     def figures(self, name: str = "cnn") -> dict:
         """The summary figures of one classifier, from its accuracy matrix."""
@@ -72,7 +73,7 @@ class RunRecord:
         return out
 
     def to_json(self) -> dict:
-        out = dict(self.meta)
+        out = {"schema_version": SCHEMA_VERSION, **self.meta}
         out["completed_tasks"] = len(self.steps)
         out.update(self.scores_json())
         out["time_s_per_task"] = [s["time_s"] for s in self.steps]
@@ -82,9 +83,17 @@ class RunRecord:
         return out
 
     def scores_json(self) -> dict:
-        """The scenario's figures in ``results.json``."""
-        return {**self.figures("cnn"),
-                "nme": self.figures("nme") if "nme" in self.classifiers() else None}
+        """The scenario's figures in ``results.json``: those of the first classifier at the
+        top level, ``nme`` (None where the method has none) and every classifier's under
+        ``classifiers``."""
+        names = self.classifiers()
+        every = {n: self.figures(n) for n in names}
+        return {**(every[names[0]] if names else {}), "nme": every.get("nme"),
+                "classifiers": every}
+
+    def long_rows(self) -> list[dict]:
+        """One row per (step, classifier, metric): the long-format table."""
+        return [row for n in self.classifiers() for row in figure_rows(self.figures(n), n)]
 
     def csv_columns(self, name: str) -> list[str]:
         """The per-step CSV columns of one classifier."""
@@ -135,15 +144,3 @@ class RunRecord:
         rec = cls(state["meta"])
         rec.steps = list(state["steps"])
         return rec
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_outputs(record, run_dir: Path) -> None:
-    """results.json and metrics_per_step.csv of any scenario's record, atomically."""
-    atomic_write_text(run_dir / "results.json", json.dumps(record.to_json(), indent=1))
-    atomic_write_text(run_dir / "metrics_per_step.csv", record.csv_text())

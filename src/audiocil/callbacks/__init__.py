@@ -1,1 +1,0 @@
-"""Lightning callbacks: the task sequencer and the in-task checkpoint."""
