@@ -71,6 +71,11 @@ class Cnn14(nn.Module):
         in_channels: must be 1 (a log-mel spectrogram).
 
     Shapes: (B, 1, n_mels, T) -> (B, out_dim), ``out_dim = 32 * width`` (2048).
+    ``forward(x, return_maps=True)`` also returns the outputs of the six conv blocks
+    (``n_stages = 6``; channels ``stage_channels`` = w .. 32w), each after its pooling and
+    before the dropout that follows it, in audiocil's (B, C, F, T) layout (transposed back
+    from PANNs' (B, C, T, F)): after block i = 1..5, F and T are divided by 2**i
+    (floored); block 6 divides them by ``block6_pool`` once more (1: not at all).
     """
 
     def __init__(self, n_mels: int = 64, width: int = 64, block6_pool: int = 1,
@@ -91,24 +96,32 @@ class Cnn14(nn.Module):
         nn.init.zeros_(self.fc1.bias)
         self.block6_pool, self.dropout, self.fc_dropout = int(block6_pool), dropout, fc_dropout
         self.out_dim = 32 * w
+        self.stage_channels = chans[1:]
+        self.n_stages = len(self.stage_channels)
         if pretrained:
             self.load_panns(pretrained, reset_bn0_stats=pretrained_bn0 == "reset_stats")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_maps: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The embedding (B, out_dim); with ``return_maps`` also the blocks' maps (see above)."""
         if x.shape[2] != self.bn0.num_features:
             raise ValueError(f"cnn14 was built for {self.bn0.num_features} mel bins (backbone.n_mels) "
                              f"but gets {x.shape[2]}: set backbone.n_mels=dataset.frontend.n_mels")
         x = x.transpose(2, 3)  # (B, 1, F, T) -> PANNs' (B, 1, T, F)
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # BatchNorm over the mel bins
+        maps: list[torch.Tensor] = []
         for i in range(1, 7):
             block = getattr(self, f"conv_block{i}")
             x = block(x, pool=self.block6_pool if i == 6 else 2)
+            if return_maps:
+                maps.append(x.transpose(2, 3))  # (B, C, T', F') -> (B, C, F', T')
             x = F.dropout(x, p=self.dropout, training=self.training)
         x = x.mean(dim=3)  # over frequency: (B, C, T')
         x = x.amax(dim=2) + x.mean(dim=2)  # max + mean over time: (B, C)
         x = F.dropout(x, p=self.fc_dropout, training=self.training)
         x = F.relu(self.fc1(x))
-        return F.dropout(x, p=self.fc_dropout, training=self.training)
+        emb = F.dropout(x, p=self.fc_dropout, training=self.training)
+        return (emb, maps) if return_maps else emb
 
     def load_panns(self, path: str | Path, reset_bn0_stats: bool = True) -> None:
         """Load a local PANNs checkpoint (see the module docstring); clear errors name the file."""

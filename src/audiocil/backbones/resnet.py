@@ -37,6 +37,10 @@ class ResNet18(nn.Module):
             the original, 1 for short inputs.
 
     Shapes: (B, in_channels, F, T) -> (B, out_dim) with ``out_dim = 8 * width``.
+    ``forward(x, return_maps=True)`` also returns the outputs of the four stages (layer1-4
+    of the original, each the output of its second block; ``n_stages = 4``), with
+    ``stage_channels`` w, 2w, 4w, 8w and sizes F/4, F/8, F/16, F/32 (T alike) for
+    ``stem_stride=2``, F, F/2, F/4, F/8 for ``stem_stride=1`` (sizes rounded up).
     """
 
     def __init__(self, in_channels: int = 1, width: int = 64, stem_stride: int = 2) -> None:
@@ -56,6 +60,17 @@ class ResNet18(nn.Module):
             cin = cout
         self.stages = nn.Sequential(*stages)
         self.out_dim = 8 * w
+        self.stage_channels = [w, 2 * w, 4 * w, 8 * w]
+        self.n_stages = len(self.stage_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x)).mean(dim=(2, 3))  # (B, 8w)
+    def forward(self, x: torch.Tensor, return_maps: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The embedding (B, out_dim); with ``return_maps`` also the stages' maps (see above)."""
+        if not return_maps:
+            return self.stages(self.stem(x)).mean(dim=(2, 3))  # (B, 8w)
+        h, maps = self.stem(x), []
+        for i, block in enumerate(self.stages):
+            h = block(h)
+            if i % 2 == 1:  # a stage is two blocks
+                maps.append(h)
+        return h.mean(dim=(2, 3)), maps

@@ -14,14 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def cosine_logits(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """(..., C) cosine similarity of features (..., D) with class weights (C, D) or (..., C, D)."""
-    x = F.normalize(x, dim=-1)
-    w = F.normalize(w, dim=-1)
-    if w.dim() == 2:
-        return x @ w.t()
-    return (x.unsqueeze(-2) * w).sum(-1)
+# moved to the heads package; still importable from here
+from audiocil.heads.functional import class_means as class_means
+from audiocil.heads.functional import cosine_logits as cosine_logits
 
 
 def stochastic_weights(mu: torch.Tensor, sigma: torch.Tensor, offset: float,
@@ -59,11 +54,6 @@ def gate(a: torch.Tensor, beta: float) -> torch.Tensor:
 def compression_penalty(alpha: torch.Tensor, r: float) -> torch.Tensor:
     """relu(|alpha|_1 / D - r): keeps a session's gate sparse (at most a fraction r open)."""
     return F.relu(alpha.abs().sum() / alpha.numel() - r)
-
-
-def class_means(feats: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """(len(classes), D) mean feature of each class."""
-    return torch.stack([feats[labels == c].mean(0) for c in classes])
 
 
 def class_covariances(feats: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]

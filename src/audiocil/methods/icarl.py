@@ -19,25 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from audiocil.core import Task
+from audiocil.heads.functional import class_mean, nme_logits
 from audiocil.methods.lwf import LwF
-
-
-def class_mean(features: torch.Tensor) -> torch.Tensor:
-    """(D,) unit-norm mean of the unit-normalised rows of ``features`` (N, D); 0 if N = 0."""
-    if len(features) == 0:
-        return torch.zeros(features.shape[1])
-    return F.normalize(F.normalize(features.float(), dim=1).mean(dim=0), dim=0)
-
-
-def nme_logits(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """(B, C) minus the squared distance of each normalised feature (B, D) to each mean (C, D)."""
-    f = F.normalize(features.float(), dim=1)
-    m = means.to(f)
-    d2 = (f * f).sum(1, keepdim=True) + (m * m).sum(1)[None] - 2 * f @ m.t()
-    return -d2
 
 
 class ICaRL(LwF):

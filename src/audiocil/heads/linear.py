@@ -1,4 +1,4 @@
-"""Classifier heads that grow as classes arrive."""
+"""A linear classifier that grows as classes arrive (the head of the linear-classifier methods)."""
 
 from __future__ import annotations
 
