@@ -124,3 +124,13 @@ def test_dsal_compensation_targets_are_cleansed_and_fitted():
     logits = dsal(buf(X1))
     want = dsal.main.predict(torch.relu(buf(X1))) + 0.6 * dsal.comp.predict(torch.tanh(buf(X1)))
     assert torch.allclose(logits, want)
+
+
+def test_dsal_state_dict_round_trips_into_a_fresh_model():
+    (X, y), = tasks(seed=4, sizes=(3,))
+    buf = RandomBuffer(24, 40, activation=None, seed=4)
+    dsal = DualStreamRidge(40)
+    dsal.update(buf(X), one_hot(y, 3), known=0)
+    fresh = DualStreamRidge(40)
+    fresh.load_state_dict(dsal.state_dict())
+    assert torch.equal(fresh(buf(X)), dsal(buf(X)))
