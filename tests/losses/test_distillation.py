@@ -53,3 +53,18 @@ def test_edge_cases():
     assert kd_loss(torch.zeros(3, 0), torch.zeros(3, 0)).item() == 0.0
     with pytest.raises(ValueError):
         kd_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_weighted_kd_ce_mixes_kd_and_ce_by_the_old_class_share():
+    from audiocil.losses.distillation import weighted_kd_ce
+
+    g = torch.Generator().manual_seed(3)
+    logits, teacher = torch.randn(4, 10, generator=g), torch.randn(4, 6, generator=g)
+    y = torch.tensor([0, 7, 9, 2])
+    kd = kd_loss(logits[:, :6], teacher, T=2.0)
+    ce = F.cross_entropy(logits, y)
+    assert weighted_kd_ce(logits, teacher, y).item() == pytest.approx((0.6 * kd + 0.4 * ce).item())
+    assert weighted_kd_ce(logits, teacher, y, lam=0.0).item() == pytest.approx(ce.item())
+    assert weighted_kd_ce(logits, teacher[:, :0], y).item() == pytest.approx(ce.item())
+    with pytest.raises(ValueError):
+        weighted_kd_ce(logits[:, :5], teacher, y)

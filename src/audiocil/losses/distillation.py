@@ -51,3 +51,34 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     q = F.softmax(teacher_logits.detach().float() / T, dim=1)
     loss = -(q * log_p).sum(dim=1).mean()
     return loss * (T * T) if scale_t2 else loss
+
+
+def weighted_kd_ce(logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                   T: float = 2.0, lam: float | None = None) -> torch.Tensor:
+    """``lam * KD_T(old-class logits, teacher) + (1 - lam) * CE(all logits, y)``.
+
+    This is the loss of BiC's first stage (Wu et al., "Large Scale Incremental Learning",
+    CVPR 2019), of WA (Zhao et al., CVPR 2020) and of COIL's base term, all with T = 2 and
+    ``lam = known / total`` (the share of old classes among those seen, the default). KD is
+    :func:`kd_loss` on the first ``known`` logits (no T^2 factor, as in PyCIL).
+
+    BiC's second stage is a plain cross-entropy of the bias-corrected logits on the
+    validation split: ``F.cross_entropy(corrected, y)``. The reference applies a softmax
+    before the cross-entropy (a double softmax); do not.
+
+    Args:
+        logits: (B, total) student logits over every class seen so far.
+        teacher_logits: (B, known) frozen old model's logits, known <= total.
+        targets: (B,) class indices in [0, total).
+        T: distillation temperature.
+        lam: the KD weight; None means ``known / total``.
+    """
+    known, total = teacher_logits.shape[1], logits.shape[1]
+    if known > total or teacher_logits.shape[0] != logits.shape[0]:
+        raise ValueError(f"weighted_kd_ce: logits {tuple(logits.shape)}, teacher "
+                         f"{tuple(teacher_logits.shape)}")
+    lam = known / total if lam is None else float(lam)
+    ce = F.cross_entropy(logits, targets)
+    if known == 0:
+        return (1.0 - lam) * ce
+    return lam * kd_loss(logits[:, :known], teacher_logits, T) + (1.0 - lam) * ce

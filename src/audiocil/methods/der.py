@@ -29,24 +29,13 @@ from torch import nn
 from audiocil.core import Task
 from audiocil.data.frontend import Frontend
 from audiocil.heads import IncrementalLinear
+from audiocil.losses.weight_align import weight_align
 from audiocil.methods.base import FrozenCopy, Strategy, structural
 
 
 def aux_targets(y: torch.Tensor, known: int) -> torch.Tensor:
     """Targets of the auxiliary head: 0 for any old class, ``y - known + 1`` for a new one."""
     return torch.where(y >= known, y - known + 1, torch.zeros_like(y))
-
-
-@torch.no_grad()
-def weight_align(weight: torch.Tensor, n_new: int) -> float:
-    """Scale the last ``n_new`` rows of ``weight`` (C, D) in place so that their mean L2 norm
-    equals the old rows'; returns the factor (WA, Zhao et al. 2020; PyCIL's DER)."""
-    if n_new <= 0 or n_new >= weight.shape[0]:
-        return 1.0
-    norms = weight.norm(dim=1)
-    gamma = norms[:-n_new].mean() / norms[-n_new:].mean().clamp(min=1e-12)
-    weight[-n_new:] *= gamma
-    return float(gamma)
 
 
 class DERNetwork(nn.Module):
