@@ -157,7 +157,8 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
     order, tasks = scenario.make_tasks(dataset)
     dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
                        cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
-                       num_workers=cfg.data.num_workers, seed=cfg.seed)
+                       num_workers=cfg.data.num_workers, seed=cfg.seed,
+                       verify_cache=cfg.data.get("verify_cache", "quick"))
     dm.prepare()
 
     meta = {"method": cfg.method.name, "dataset": cfg.dataset.name, "scenario": cfg.scenario.name,

@@ -137,13 +137,15 @@ class CILDataModule(L.LightningDataModule):
         cache: ``"features"`` caches log-mels; ``"waveform"`` caches audio and leaves the
             log-mel to the model's front end on the training device.
         on_bad_file: ``"error"`` or ``"skip"``.
+        verify_cache: ``data.verify_cache``, how much of each cache entry is checked on open:
+            ``off`` (sizes, headers), ``quick`` (+ sampled blocks) or ``full`` (every block).
         num_workers: DataLoader workers (data is in memory: 0 is usually fastest).
         seed: seeds the per-epoch shuffles.
     """
 
     def __init__(self, dataset: AudioDataset, class_order: Sequence[int], cache_dir: str,
                  frontend: dict, cache: str = "features", on_bad_file: str = "error",
-                 num_workers: int = 0, seed: int = 0) -> None:
+                 num_workers: int = 0, seed: int = 0, verify_cache: str = "quick") -> None:
         super().__init__()
         if cache not in ("features", "waveform"):
             raise ValueError(f"data.cache must be features|waveform, got {cache!r}")
@@ -153,6 +155,7 @@ class CILDataModule(L.LightningDataModule):
         self.position[self.order] = np.arange(len(self.order))
         self.cache_dir, self.frontend_cfg, self.cache = cache_dir, dict(frontend), cache
         self.on_bad_file, self.num_workers, self.seed = on_bad_file, num_workers, seed
+        self.verify_cache = verify_cache
         self.data: dict[str, torch.Tensor] = {}
         self.targets: dict[str, torch.Tensor] = {}
         self.valid: dict[str, np.ndarray] = {}
@@ -179,7 +182,8 @@ class CILDataModule(L.LightningDataModule):
         for split in SPLITS:
             data, keep, meta = cached_array(
                 self.dataset, split, self.cache_dir,
-                self.frontend_cfg if self.cache == "features" else None, self.on_bad_file)
+                self.frontend_cfg if self.cache == "features" else None, self.on_bad_file,
+                verify=self.verify_cache)
             self.data[split] = torch.from_numpy(np.array(data))  # into memory
             targets = self.dataset.splits[split].targets
             if self.dataset.multilabel:
