@@ -128,7 +128,7 @@ def cached_array(dataset: AudioDataset, split: str, cache_dir: str | os.PathLike
                 os.replace(tmp, entry)  # atomic: the entry appears whole or not at all
     meta = json.loads((entry / "meta.json").read_text())
     if meta["skipped"]:
-        log.warning("%s/%s: %d bad file(s) skipped (dataset.loader.on_bad_file=skip)", dataset.name,
+        log.warning("%s/%s: %d bad file(s) skipped (dataset.on_bad_file=skip)", dataset.name,
                     split, len(meta["skipped"]))
     data = np.load(entry / "data.npy", mmap_mode="r")
     keep = np.load(entry / "keep.npy")
