@@ -16,10 +16,11 @@ option of its key's group (`dataset.root=...` composes with ``dataset=nsynth100`
 
 How each one is checked (:class:`Checker`). A command is split into words as a POSIX shell
 would split it, and an unquoted shell operator (``< > | & ; ( )``) is an error: pasted into a
-shell, ``resume=outputs/cil/runs/<time>`` is a redirection. Placeholders are filled in: a value
-holding ``<...>`` (``<run_dir>``, ``outputs/cil/runs/<time>``) becomes a run directory with a
-``config.yaml``, ``...`` and ``/data/...``, ``/path/...`` paths become temporary paths, and
-``group=<name>`` means "any option": the group must exist and its default is composed.
+shell, ``resume=outputs/cil/runs/<time>`` is a redirection. Hydra overrides are parsed as
+written (Hydra's grammar refuses ``<`` too), then placeholders are filled in: a value holding
+``YYYY-MM-DD_HH-MM-SS`` (``outputs/cil/runs/YYYY-MM-DD_HH-MM-SS``) or, in the arguments of a
+script, ``<...>``, becomes a run directory with a ``config.yaml``; ``...`` and ``/data/...``,
+``/path/...`` paths become a temporary folder.
 
 * ``python -m audiocil`` / ``audiocil``: composed as ``--cfg job`` would (every job of a ``-m``
   sweep, expanded by Hydra's own sweeper), then resolved, every ``_target_`` imported and its
@@ -59,7 +60,8 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 SPAN = re.compile(r"(?<!`)`([^`]+)`(?!`)")
 ENV = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 OVERRIDE = re.compile(r"^(\+\+|\+|~)?[a-z_][\w.@/-]*=\S*$")
-PLACEHOLDER = re.compile(r"<[^<>]+>")
+PLACEHOLDER = re.compile(r"<[^<>]+>")  # argparse arguments only: Hydra's grammar refuses < >
+RUN_STAMP = "YYYY-MM-DD_HH-MM-SS"  # outputs/cil/runs/YYYY-MM-DD_HH-MM-SS: a run directory
 SHELL_OPERATORS = set("<>|&;()")
 HYDRA_FLAGS = {"--help", "-h", "--hydra-help", "--resolve"}
 HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p"}
@@ -283,20 +285,17 @@ class Checker:
 
     # placeholders -------------------------------------------------------------------------
     def fill(self, value: str) -> str:
-        """``<...>`` -> a run directory; ``...``, ``/data/...``, ``/path/...`` -> a folder."""
-        if PLACEHOLDER.search(value):
+        """``.../YYYY-MM-DD_HH-MM-SS`` or ``<...>`` -> a run directory; ``...``, ``/data/...``,
+        ``/path/...`` -> a folder."""
+        if RUN_STAMP in value or PLACEHOLDER.search(value):
             return str(self.run_dir)
         if value == "..." or value.startswith(("/data/", "/path/")):
             return str(self.data_dir)  # one folder for all: the same composition is cached
         return value
 
-    def fill_override(self, override: str) -> str | None:
+    def fill_override(self, override: str) -> str:
         key, eq, value = override.partition("=")
-        if not eq:
-            return override
-        if PLACEHOLDER.fullmatch(value) and key.lstrip("+~") in self.groups:
-            return None  # group=<name>: any option; the default stands for them
-        return f"{key}={self.fill(value)}"
+        return f"{key}={self.fill(value)}" if eq else override
 
     # the checks ---------------------------------------------------------------------------
     def check(self, shown: Shown) -> str | None:
@@ -368,21 +367,27 @@ class Checker:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        multirun, overrides = False, []
+        multirun, cfg_flag, overrides = False, False, []
         it = iter(args)
         for arg in it:
             if arg in ("-m", "--multirun"):
                 multirun = True
             elif arg in HYDRA_VALUE_FLAGS:
+                cfg_flag |= arg in ("--cfg", "-c")
                 next(it, None)
             elif arg in HYDRA_FLAGS:
                 pass
             elif arg.startswith("-"):
                 return f"{arg}: not a flag this check knows (Hydra's: -m, --cfg, --help, ...)"
-            elif (filled := self.fill_override(arg)) is not None:
-                overrides.append(filled)
+            else:
+                overrides.append(arg)
+        if multirun and cfg_flag:
+            return "Hydra takes only one of -m and --cfg"
+        parser = OverridesParser.create()
         try:
-            parsed = OverridesParser.create().parse_overrides(overrides)
+            parser.parse_overrides(overrides)  # as written: what the command line gets
+            overrides = [self.fill_override(o) for o in overrides]
+            parsed = parser.parse_overrides(overrides)
         except Exception as err:
             return message(err)
         jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]

@@ -9,11 +9,13 @@ checks each one without running it: Hydra composition as ``--cfg job`` would (ev
 modules and scripts; targets for ``make``. A failure reads
 ``README.md:57: python -m audiocil dataset.on_bad_fil=skip -> Could not override ...``.
 
-A command is read as a POSIX shell reads it, so it can be pasted: an unquoted ``<``, ``>``,
-``(``, ``|``, ``;`` or ``&`` fails (quote placeholders, ``resume='outputs/cil/runs/<time>'``,
-and ranges, ``'seed=range(1,4)'``). Placeholders: ``<...>`` stands for a run directory holding
-a ``config.yaml``; ``...``, ``/data/...`` and ``/path/...`` for a folder; ``group=<name>`` for
-any option of the group. Commands that need the user's data are composed all the same.
+A command is read as a POSIX shell reads it, so that it can be pasted: an unquoted ``<``,
+``>``, ``(``, ``|``, ``;`` or ``&`` fails (quote ranges: ``'seed=range(1,4)'``), and its
+overrides are parsed by Hydra as written. Placeholders that both accept:
+``outputs/cil/runs/YYYY-MM-DD_HH-MM-SS`` stands for a run directory (a temporary one with a
+``config.yaml``); ``...``, ``/data/...`` and ``/path/...`` for a folder; in the arguments of
+scripts and modules, a quoted ``'<...>'`` for a run directory too. Commands that need the
+user's data are composed all the same.
 
 Illustrative commands, the only ones skipped, say so in the remark right after them, which
 starts with the word "illustrative":
@@ -54,8 +56,8 @@ def test_every_kind_of_command_is_collected():
         "make run",
         "python -m audiocil --help",
         "python -m audiocil -m method=finetune,replay,icarl seed=1,2,3 experiment=quickstart",
-        "python -m audiocil resume='outputs/cil/runs/<time>'",
-        "python -m audiocil.evaluate 'outputs/cil/runs/<time>' --task 4 --devices 2",
+        "python -m audiocil resume=outputs/cil/runs/YYYY-MM-DD_HH-MM-SS",
+        "python -m audiocil.evaluate outputs/cil/runs/YYYY-MM-DD_HH-MM-SS --task 4 --devices 2",
         "PYTHONPATH=src python benchmarks/fewshot_table.py --trials 3 --epochs 8 --width 8 "
         "--n-mels 64 --out outputs/fewshot_table",  # two lines in docs/fewshot.md
         "dataset.on_bad_file=skip",
@@ -133,7 +135,7 @@ def test_config_headers_give_their_command_and_a_remark(checker):
 
 def test_sweeps_placeholders_make_and_scripts(checker):
     ok = ["python -m audiocil -m seed='range(1,3)' method=finetune,replay",
-          "python -m audiocil 'method=<name>' 'resume=<run_dir>'",
+          "python -m audiocil resume=outputs/cil/runs/YYYY-MM-DD_HH-MM-SS",
           "make run ARGS='method=der'",
           "make test",
           "PYTHONPATH=src python benchmarks/bench_data.py --steps 3",
@@ -141,7 +143,9 @@ def test_sweeps_placeholders_make_and_scripts(checker):
     for text in ok:
         assert checker.check(Shown("x.md", 1, text, "command")) is None, text
     broken = {"python -m audiocil seed=1,2": "Ambiguous value",  # a sweep needs -m
-              "python -m audiocil 'method=<name>' 'sceanrio=<name>'": "Could not override",
+              "python -m audiocil sceanrio=standard": "sceanrio",
+              "python -m audiocil 'resume=<run_dir>'": "LexerNoViableAltException",
+              "python -m audiocil -m seed=1,2 --cfg job": "only one of -m and --cfg",
               # what a shell would make of an unquoted placeholder or range()
               "python -m audiocil resume=outputs/cil/runs/<time>": "the shell reads '<'",
               "python -m audiocil -m seed=range(1,3)": "the shell reads '('",
