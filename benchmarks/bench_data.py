@@ -70,7 +70,8 @@ def end_to_end(strategy, dm, steps: int) -> float:
     return clock.samples / (clock.t1 - clock.t0)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="gm100")
     ap.add_argument("--backbones", nargs="+", default=["smallcnn", "resnet18"])
@@ -78,7 +79,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cold-clips", type=int, default=1000, help="clips for the cold extraction")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     cfg = cfg_for(args.dataset, args.backbones[0], args.root, args.batch)
     dataset = instantiate(cfg.dataset.loader)

@@ -86,7 +86,8 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment", default="gm100_fscil")
     p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated")
@@ -104,7 +105,11 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="extra Hydra override, repeatable")
     p.add_argument("--set-for", action="append", default=[], metavar="LABEL:OVERRIDE",
                    help="an override for one method (label) only, repeatable")
-    a = p.parse_args()
+    return p
+
+
+def main() -> None:
+    a = build_parser().parse_args()
     # the runs' own progress lines (tasks, the base session's best validation epoch)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("audiocil").setLevel(logging.INFO)

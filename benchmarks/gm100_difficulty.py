@@ -92,7 +92,8 @@ def train_eval(x: dict, y: dict, n_classes: int, epochs: int, width: int = 32,
             "val_acc": history[-1]["val_acc"]}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default="outputs/data")
     ap.add_argument("--seed", type=int, default=0, help="dataset seed")
@@ -104,7 +105,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a variation parameter (repeatable), e.g. snr_db_min=10")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
 
     from audiocil.data.embedded.gm100 import load_gm100

@@ -136,3 +136,16 @@ def test_help_lists_groups():
 
 def test_configs_ship_with_the_package():
     assert (Path(CONFIG_DIR) / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("dataset", [n for n in names("dataset") if n != "synth20"])
+def test_dataset_on_bad_file_and_soundfont_reach_the_loader(dataset, shared_root):
+    # the spellings a user tries first; dataset.loader.<key> works too (it overrides)
+    overrides = [f"dataset={dataset}", "dataset.on_bad_file=skip"]
+    if dataset in ("gm100", "gmmix50"):
+        overrides.append("dataset.soundfont=/sf/any.sf2")
+    loader = compose_cfg(overrides, shared_root).dataset.loader
+    assert loader.on_bad_file == "skip"
+    assert loader.get("soundfont", "/sf/any.sf2") == "/sf/any.sf2"
+    assert compose_cfg([f"dataset={dataset}", "dataset.loader.on_bad_file=skip"],
+                       shared_root).dataset.loader.on_bad_file == "skip"

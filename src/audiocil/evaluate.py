@@ -49,14 +49,19 @@ def evaluate(run_dir: Path, task: int | None = None, devices: int = 1,
     return scenario.evaluate(trainer, strategy, dm, tasks[state["task"]], tasks)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--task", type=int, default=None)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     scores = evaluate(args.run_dir, args.task, args.devices, args.accelerator)
     if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
         text = json.dumps(scores, indent=1)

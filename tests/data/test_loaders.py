@@ -496,7 +496,7 @@ def test_dataset_config_schema(name):
     first_line = path.read_text().splitlines()[0]
     assert first_line.startswith(f"# python -m audiocil dataset={name} dataset.root=")
     node = OmegaConf.load(path)
-    assert set(node) == {"name", "root", "loader", "frontend"} and node.name == name
+    assert set(node) == {"name", "root", "on_bad_file", "loader", "frontend"} and node.name == name
     assert OmegaConf.is_missing(node, "root")
     assert set(node.frontend) == {"sample_rate", "n_fft", "hop_length", "n_mels", "f_min",
                                   "f_max", "log_floor"}
@@ -506,6 +506,8 @@ def test_dataset_config_schema(name):
     assert loader["root"] == "/data/x"
     assert loader["sample_rate"] == cfg.dataset.frontend.sample_rate
     assert loader["on_bad_file"] == "error"
+    cfg.dataset.on_bad_file = "skip"  # the natural spelling reaches the loader
+    assert cfg.dataset.loader.on_bad_file == "skip"
     module, fn = loader.pop("_target_").rsplit(".", 1)
     params = inspect.signature(getattr(importlib.import_module(module), fn)).parameters
     assert set(loader) <= set(params), set(loader) - set(params)

@@ -14,7 +14,7 @@ kernels apply as they were trained. PANNs' spectrogram layers are not needed (th
 makes the log-mels), and ``fc_audioset`` (the 527 AudioSet classes) is replaced by the CIL
 head.
 
-Pretrained weights: ``backbone.pretrained=/path/Cnn14_mAP=0.431.pth`` loads a local PANNs
+Pretrained weights: ``"backbone.pretrained='/path/Cnn14_mAP=0.431.pth'"`` (quoted: the name holds an ``=``) loads a local PANNs
 checkpoint (a dict whose ``model`` entry is the state dict, with the published names
 ``bn0.*``, ``conv_block1.conv1.weight``, ..., ``fc1.*``); ``spectrogram_extractor.*``,
 ``logmel_extractor.*`` and ``fc_audioset.*`` are ignored. Nothing is downloaded. The front

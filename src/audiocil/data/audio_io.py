@@ -43,7 +43,7 @@ ON_BAD_FILE = ("error", "skip")
 
 _FIX_HINT = (
     "Re-extract or re-download this file from the dataset release (or delete the row "
-    "that lists it), or set dataset.loader.on_bad_file=skip to drop unusable clips."
+    "that lists it), or set dataset.on_bad_file=skip to drop unusable clips."
 )
 
 
@@ -164,7 +164,7 @@ def _open(path: str) -> sf.SoundFile:
     if not os.path.exists(path):
         raise _bad(path, "file not found",
                    "Check dataset.root (and the metadata directory) points at the dataset "
-                   "release, or set dataset.loader.on_bad_file=skip to drop missing clips.")
+                   "release, or set dataset.on_bad_file=skip to drop missing clips.")
     if os.path.isdir(path):
         raise _bad(path, "it is a directory, not an audio file")
     size = os.path.getsize(path)
@@ -411,7 +411,7 @@ def check_table_files(table: ClipTable, source: str | None = None,
                   "there yet.")
     else:
         advice = ("Restore them from the dataset release, or set "
-                  "dataset.loader.on_bad_file=skip to drop the clips that are missing.")
+                  "dataset.on_bad_file=skip to drop the clips that are missing.")
     raise MissingAudioFiles(
         f"{len(missing)} of {distinct} audio files{where} do not exist:\n  {shown}{more}\n"
         f"{advice}", missing=missing)

@@ -590,7 +590,7 @@ def _open(entry: Path, verify: str, key: str,
 def _opened(found: tuple, name: str, split: str, entry: Path) -> tuple:
     meta = found[2]
     if meta["skipped"]:
-        log.warning("%s/%s: %d bad file(s) skipped (dataset.loader.on_bad_file=%s; cache "
+        log.warning("%s/%s: %d bad file(s) skipped (dataset.on_bad_file=%s; cache "
                     "entry %s); first: %s", name, split, len(meta["skipped"]),
                     meta["on_bad_file"], entry, meta["skipped"][0])
     return found

@@ -260,7 +260,8 @@ def build_ls100(librispeech: str, out: str, num_speakers: int = 100,
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
     parser = argparse.ArgumentParser(prog="python -m audiocil.data.loaders.ls100",
                                      description="LS-100 utilities")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--sample-rate", type=int, default=16000)
     b.add_argument("--overwrite", action="store_true")
     b.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         build_ls100(args.librispeech, args.out, num_speakers=args.num_speakers,
                     segment_seconds=args.segment_seconds, counts=tuple(args.per_speaker),
