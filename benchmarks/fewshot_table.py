@@ -38,13 +38,13 @@ def overrides(label: str, a: argparse.Namespace) -> list[str]:
     method = label.split("@")[0]
     out = [f"experiment={a.experiment}", f"method={method}", f"scenario.trials={a.trials}",
            "backbone=smallcnn", f"backbone.width={a.width}", f"dataset.frontend.n_mels={a.n_mels}",
-           f"method.first_task.epochs={a.epochs}", "method.first_task.scheduler=cosine",
+           f"method.first_task.epochs={a.epochs}", "method.first_task.scheduler.kind=cosine",
            f"seed={a.seed}", "trainer.enable_progress_bar=false", "logger=csv"]
     if method == "finetune":
-        out += [f"method.later_tasks.epochs={a.finetune_epochs}", "method.later_tasks.scheduler=cosine",
+        out += [f"method.later_tasks.epochs={a.finetune_epochs}", "method.later_tasks.scheduler.kind=cosine",
                 "trainer.limit_val_batches=0"]
     if method == "icarl":
-        out += [f"method.later_tasks.epochs={a.icarl_epochs}", "method.later_tasks.scheduler=cosine",
+        out += [f"method.later_tasks.epochs={a.icarl_epochs}", "method.later_tasks.scheduler.kind=cosine",
                 f"method.memory.size={a.icarl_memory}", "trainer.limit_val_batches=0"]
     return out + list(a.set) + [o.split(":", 1)[1] for o in a.set_for if o.split(":", 1)[0] == label]
 

@@ -52,28 +52,23 @@ def phase0_settings(cfg) -> dict:
 
 def start_from_shared_phase0(cfg, source: Path, run_dir: Path) -> bool:
     """Seed ``run_dir`` with phase 0 of the run in ``source``; False if it cannot be shared."""
-    import torch
     from omegaconf import OmegaConf
 
-    from audiocil.run import build_strategy
+    from audiocil.engine import checkpoints
+    from audiocil.run import load_strategy
 
     if (run_dir / "checkpoints").exists():
         return True  # already started (resumed as it is)
     src_cfg = OmegaConf.load(source / "config.yaml")
     if phase0_settings(src_cfg) != phase0_settings(cfg):
         return False
-    state = torch.load(source / "checkpoints" / "task_0.pt", map_location="cpu", weights_only=False)
-    old = state["strategy"]
-    new = build_strategy(cfg)
-    new.network.head.grow(old.network.head.num_classes)
-    new.load_state_dict(old.state_dict(), strict=True)
-    for key in ("task", "multilabel", "phase_span"):
-        setattr(new, key, getattr(old, key))
-    state["strategy"] = new
+    state = checkpoints.load(source / "checkpoints" / "task_0.pt")
+    load_strategy(cfg, state)  # the phase-0 state loads into this method as it is
+    state["config"] = OmegaConf.to_container(cfg, resolve=True)
     state["record"]["meta"]["method"] = cfg.method.name
     state["record"]["meta"]["phase0_from"] = str(source)
     (run_dir / "checkpoints").mkdir(parents=True)
-    torch.save(state, run_dir / "checkpoints" / "task_0.pt")
+    checkpoints.atomic_save(state, run_dir / "checkpoints" / "task_0.pt")
     return True
 
 

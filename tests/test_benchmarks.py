@@ -1,0 +1,54 @@
+"""The benchmark scripts compose the overrides they pass to every method (they are not run
+here: they take minutes to hours)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from audiocil.config import compose
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("method", ["finetune", "prototype", "meta_sc", "pan", "amfo", "icarl"])
+def test_fewshot_table_overrides_compose(method):
+    mod = load("fewshot_table")
+    args = mod.build_parser().parse_args(["--methods", method])
+    cfg = compose(mod.overrides(method, args))
+    assert cfg.method.name == method and cfg.method.first_task.scheduler.kind == "cosine"
+
+
+@pytest.mark.parametrize("method", ["indl", "ft", "fe", "at", "iod", "ifd", "iodfd"])
+def test_multilabel_table_methods_compose(method):
+    mod = load("multilabel_table")
+    cfg = compose(["experiment=gmmix50_iodfd", f"method={method}", "trainer.enable_progress_bar=false"])
+    assert set(mod.phase0_settings(cfg)["method"]) == set(mod.PHASE0_KEYS)
+
+
+def test_multilabel_table_shares_phase0_through_a_state_checkpoint(shared_root, tmp_path):
+    import json
+
+    from audiocil.run import run
+    from tests.conftest import TINY, compose_cfg, epochs
+    from tests.multilabel.synthmix import SYNTHMIX
+
+    mod = load("multilabel_table")
+    proto = [*TINY, *SYNTHMIX, "scenario.increment=4", *epochs(2, 1), "trainer.limit_val_batches=0"]
+    src = tmp_path / "indl"
+    run(compose_cfg([*proto, "method=indl"], shared_root), src)
+    cfg = compose_cfg([*proto, "method=iod"], shared_root)
+    assert mod.start_from_shared_phase0(cfg, src, tmp_path / "iod")
+    res = run(cfg, tmp_path / "iod")
+    first = json.loads((src / "results.json").read_text())
+    assert res["f1_matrix"][0] == first["f1_matrix"][0]  # phase 0 is the same model
+    assert res["phase0_from"] == str(src) and res["completed_tasks"] == 2
