@@ -28,6 +28,19 @@ def test_fewshot_table_overrides_compose(method):
     assert cfg.method.name == method and cfg.method.first_task.scheduler.kind == "cosine"
 
 
+@pytest.mark.parametrize("method", ["finetune", "icarl", "ewc", "der", "joint", "lwf", "replay"])
+def test_standard_table_overrides_compose(method):
+    mod = load("standard_table")
+    args = mod.build_parser().parse_args(["--epochs", "3"])
+    cfg = compose(mod.overrides(method, args))
+    assert cfg.scenario.init_cls == 10 and cfg.method.first_task.epochs == 3
+    assert cfg.method.later_tasks.scheduler.kind == "cosine"
+    if cfg.method.memory:
+        assert cfg.method.memory.size == 2000
+    if method == "ewc":  # no stage node of its own: the Fisher pass is one epoch by design
+        assert "fisher" not in cfg.method
+
+
 @pytest.mark.parametrize("method", ["indl", "ft", "fe", "at", "iod", "ifd", "iodfd"])
 def test_multilabel_table_methods_compose(method):
     mod = load("multilabel_table")

@@ -1,0 +1,158 @@
+"""The standard benchmark table: every standard-scenario method on one protocol and budget.
+
+The reference toolbox's B10-Inc10 protocol (10 tasks of 10 classes, class order seed 1993)
+on the embedded gm100, one seed, one CPU-sized budget shared by every method: a small CNN
+on 64-bin log-mels, ``--epochs`` epochs in every training stage (each method's own learning
+rate, a cosine schedule), the same exemplar budget (``--memory`` clips in all, for methods
+that keep a memory; methods that keep a fixed number per class get ``memory / classes``).
+Each method runs in this process (``audiocil.run.run``) into ``<out>/<label>``; a finished
+run is read, an interrupted one resumed, so the script can be stopped and started again.
+It prints and writes ``<out>/table.md``: AA, last accuracy and forgetting of the method's
+main classifier (and NME where it has one), parameters after the last task, exemplars kept
+and minutes per task.
+
+    PYTHONPATH=src python benchmarks/standard_table.py --epochs 4 --out outputs/standard_table
+    # one method, or a variant with its own overrides (the label is <method>@<anything>):
+    #   --methods icarl,icarl@long --set-for icarl@long:method.later_tasks.epochs=8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+METHODS = ("finetune,replay,ewc,lwf,icarl,gem,bic,wa,podnet,der,coil,acil,ds_al,foster,beef,"
+           "fetril,joint")
+
+
+def compose(overrides: list[str], root: str):
+    from audiocil.config import compose as compose_config
+
+    return compose_config([f"paths.root_dir={root}", *overrides])
+
+
+def stage_nodes(method_cfg, prefix: str = "method") -> list[str]:
+    """Dotted keys of every training stage's settings in a method's config."""
+    from omegaconf import DictConfig
+
+    out = []
+    for key, node in method_cfg.items():
+        if isinstance(node, DictConfig):
+            if "epochs" in node and "optimizer" in node:
+                out.append(f"{prefix}.{key}")
+            else:
+                out += stage_nodes(node, f"{prefix}.{key}")
+    return out
+
+
+def overrides(label: str, a: argparse.Namespace) -> list[str]:
+    """The protocol and budget for one method (a label is ``<method>[@variant]``)."""
+    method = label.split("@")[0]
+    common = [f"dataset={a.dataset}", f"method={method}", "scenario=standard",
+              f"scenario.init_cls={a.init_cls}", f"scenario.increment={a.increment}",
+              "backbone=smallcnn", f"backbone.width={a.width}", f"dataset.frontend.n_mels={a.n_mels}",
+              f"seed={a.seed}", "trainer.enable_progress_bar=false", "logger=csv",
+              "trainer.limit_val_batches=0", f"method.batch_size={a.batch_size}"]
+    cfg = compose(common, a.root)
+    out = list(common)
+    for node in stage_nodes(cfg.method):
+        stage = OmegaConf.select(cfg, node)
+        if int(stage.epochs) > 0:  # a closed-form stage stays closed-form
+            out.append(f"{node}.epochs={a.epochs}")
+        if stage.get("scheduler") is not None:
+            out.append(f"{node}.scheduler.kind=cosine")
+    mem = cfg.method.get("memory")
+    if mem:
+        if mem.get("size") is not None:
+            out.append(f"method.memory.size={a.memory}")
+        else:
+            n_classes = a.init_cls + a.increment * ((100 - a.init_cls) // a.increment)
+            out.append(f"method.memory.per_class={a.memory // n_classes}")
+    return out + list(a.set) + [o.split(":", 1)[1] for o in a.set_for if o.split(":", 1)[0] == label]
+
+
+def finished(run_dir: Path) -> bool:
+    path = run_dir / "results.json"
+    if not path.exists():
+        return False
+    r = json.loads(path.read_text())
+    return r.get("completed_tasks") == len(r.get("tasks", [])) > 0
+
+
+def fmt(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def table(results: dict[str, dict], a: argparse.Namespace) -> str:
+    head = ["method", "classifier", "AA", "last", "forgetting", "NME AA", "NME last",
+            "params (M)", "exemplars", "min/task"]
+    lines = [f"gm100, B{a.init_cls}-Inc{a.increment}, seed {a.seed}, {a.epochs} epochs per stage, "
+             f"smallcnn width {a.width}, {a.n_mels} mels, memory {a.memory}", "",
+             "| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for label, r in results.items():
+        name = next(iter(r.get("classifiers", {"cnn": None})))
+        nme = r.get("nme") or {}
+        minutes = sum(r["time_s_per_task"]) / 60 / max(len(r["time_s_per_task"]), 1)
+        row = [label, name, fmt(r["avg_incremental_accuracy"]), fmt(r["last_accuracy"]),
+               fmt(r["forgetting"]), fmt(nme.get("avg_incremental_accuracy")),
+               fmt(nme.get("last_accuracy")), f"{r['params_per_task'][-1] / 1e6:.2f}",
+               str(r["memory_samples"][-1]), f"{minutes:.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", default=METHODS, help="comma-separated labels")
+    p.add_argument("--dataset", default="gm100")
+    p.add_argument("--init-cls", type=int, default=10)
+    p.add_argument("--increment", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=4, help="epochs of every training stage")
+    p.add_argument("--memory", type=int, default=2000, help="exemplars in all (PyCIL: 2000)")
+    p.add_argument("--width", type=int, default=16, help="smallcnn width")
+    p.add_argument("--n-mels", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=1993)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--root", default=".", help="paths.root_dir: where outputs/data and the cache are")
+    p.add_argument("--out", default="outputs/standard_table")
+    p.add_argument("--set", action="append", default=[], help="extra Hydra override, repeatable")
+    p.add_argument("--set-for", action="append", default=[], metavar="LABEL:OVERRIDE",
+                   help="an override for one method (label) only, repeatable")
+    return p
+
+
+def main() -> None:
+    a = build_parser().parse_args()
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("audiocil").setLevel(logging.INFO)
+
+    from audiocil.run import run
+
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    results: dict[str, dict] = {}
+    for label in a.methods.split(","):
+        t0 = time.time()
+        run_dir = out / label
+        if not finished(run_dir):
+            if (run_dir / "config.yaml").exists():  # interrupted: resume
+                cfg = compose([f"resume={run_dir.resolve()}"], a.root)
+            else:
+                cfg = compose(overrides(label, a), a.root)
+            run(cfg, run_dir)
+        results[label] = json.loads((run_dir / "results.json").read_text())
+        print(f"{label}: {(time.time() - t0) / 60:.1f} min", flush=True)
+        (out / "table.md").write_text(table(results, a) + "\n")
+    print(table(results, a))
+
+
+if __name__ == "__main__":
+    main()
