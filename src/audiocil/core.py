@@ -81,6 +81,10 @@ class Stage:
         sampler: how training batches are drawn: ``shuffle`` (a permutation per epoch),
             ``balanced`` (multi-label class-balanced draws) or episodes
             ``{n_way, n_per, n_batches}`` (few-shot).
+        dataset: the stage's own training items instead of clips: a callable ``epoch ->
+            Dataset`` of ``(x, y, index)`` items (fixed embeddings of a frozen encoder,
+            pseudo-features redrawn every few epochs, ...), asked again at every epoch;
+            ``x`` may be a tuple of tensors. The loss then receives what it serves.
     """
 
     name: str
@@ -95,6 +99,7 @@ class Stage:
     eval_modules: Callable[[], Iterable[torch.nn.Module]] | None = None
     validate: bool = True
     sampler: str | dict = "shuffle"
+    dataset: Callable[[int], Any] | None = None
 
 
 class Objective(Protocol):

@@ -104,10 +104,13 @@ def make_trainer_factory(cfg: DictConfig, run_dir: Path, logger):
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(trainer_kwargs, dict)
 
-    def make(max_epochs: int, callbacks: list, validate: bool = True) -> L.Trainer:
+    def make(max_epochs: int, callbacks: list, validate: bool = True,
+             reload: bool = False) -> L.Trainer:
         kwargs = dict(trainer_kwargs)
         if not validate:
             kwargs["limit_val_batches"] = 0
+        if reload:  # a stage whose items are re-made every epoch
+            kwargs["reload_dataloaders_every_n_epochs"] = 1
         return L.Trainer(max_epochs=max_epochs, callbacks=callbacks, logger=logger,
                          default_root_dir=str(run_dir), enable_checkpointing=False,
                          num_sanity_val_steps=0, **kwargs)

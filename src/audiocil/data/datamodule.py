@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -49,6 +49,21 @@ class ArrayDataset(Dataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         i = int(self.indices[k])
         return self.data[i], self.target(i), i
+
+
+class TensorItems(Dataset):
+    """Items ``(x[k], y[k], k)`` of tensors a stage made (e.g. fixed embeddings); ``x`` may be
+    a tuple of tensors with one row per item each."""
+
+    def __init__(self, x: torch.Tensor | tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, k: int):
+        x = tuple(t[k] for t in self.x) if isinstance(self.x, tuple) else self.x[k]
+        return x, self.y[k], k
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -173,6 +188,7 @@ class CILDataModule(L.LightningDataModule):
         # episodic training batches {n_way, n_per, n_batches} when a method asks for them
         self.val_classes: list[int] | None = None
         self.episodes: dict | None = None
+        self.stage_dataset: Callable[[int], Dataset] | None = None
 
     # ---- loading -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -257,13 +273,16 @@ class CILDataModule(L.LightningDataModule):
             self.n_seen = int(n_seen)
 
     def set_task(self, task: int, train_indices: np.ndarray, n_seen: int, batch_size: int,
-                 stage: int = 0, sampler: str | dict = "shuffle") -> None:
+                 stage: int = 0, sampler: str | dict = "shuffle",
+                 dataset: Callable[[int], Dataset] | None = None) -> None:
         """Serve ``train_indices`` for training and classes ``0..n_seen-1`` for evaluation.
 
         Args:
             stage: the task's stage (seeds the shuffles: each stage draws its own).
             sampler: ``shuffle``, ``balanced`` (:meth:`set_sampler`) or few-shot episodes
                 ``{n_way, n_per, n_batches}``.
+            dataset: the stage's own items (``epoch -> Dataset``), served instead of the
+                clips ``train_indices`` (shuffled; not with balanced or episodic batches).
         """
         self.task, self.n_seen, self.batch_size, self.stage = task, n_seen, batch_size, stage
         self.train_indices = np.asarray(train_indices, dtype=np.int64)
@@ -275,6 +294,10 @@ class CILDataModule(L.LightningDataModule):
         else:
             self.set_sampler(sampler)
             self.episodes = None
+        if dataset is not None and (self.episodes or self.sampler != "shuffle"):
+            raise ValueError("a stage's own dataset is served shuffled: no balanced or episodic "
+                             "batches")
+        self.stage_dataset = dataset
 
     def set_target_mask(self, positions: Sequence[int] | None,
                         extra: dict[int, Sequence[int]] | None = None) -> None:
@@ -327,7 +350,9 @@ class CILDataModule(L.LightningDataModule):
         return trainer.world_size, trainer.global_rank
 
     def train_dataloader(self) -> DataLoader:
-        ds = self.subset(self.train_indices)
+        trainer = getattr(self, "trainer", None)
+        ds = self.subset(self.train_indices) if self.stage_dataset is None else \
+            self.stage_dataset(trainer.current_epoch if trainer is not None else 0)
         world, rank = self._world()
         seed = self.seed * 1000 + self.task + 7919 * self.stage
         sampler: Sampler[int]

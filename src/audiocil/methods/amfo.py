@@ -55,7 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiocil.core import Task
+from audiocil.core import Stage, Task
+from audiocil.data.datamodule import TensorItems
 from audiocil.losses.fewshot import (
     calibrate_covariance,
     class_covariances,
@@ -70,7 +71,6 @@ from audiocil.losses.fewshot import (
 )
 from audiocil.methods.base import structural
 from audiocil.methods.prototype import FewShotStrategy
-from audiocil.optim import build
 
 
 def fusion_net(n_classes: int, hidden: int) -> nn.Module:
@@ -111,6 +111,8 @@ class AMFO(FewShotStrategy):
         self.register_buffer("gates", torch.zeros(0, D))
         self.register_buffer("means", torch.zeros(0, D))
         self.register_buffer("covs", torch.zeros(0, D, D))
+        self.register_buffer("session_alpha", torch.zeros(0))  # the trained session's gate
+        self._session: dict = {}  # the current session's supports, statistics, replay draw
 
     # ---- the model on embeddings ---------------------------------------------------------------
     def heads(self, h: torch.Tensor, alpha: torch.Tensor | None = None, sessions: int | None = None
@@ -150,6 +152,24 @@ class AMFO(FewShotStrategy):
         if task.known == 0:
             self.__dict__["_test_cache"] = {}
             self.add_base_heads(task.total)
+            return
+        # a session: the supports' embeddings and statistics, then the session's new parts
+        feats, labels = self.labelled_features(dm, dm.own_indices)
+        classes = range(task.known, task.total)
+        means, covs = class_means(feats, labels, classes), class_covariances(feats, labels, classes)
+        old_sessions = len(self.pos) - 1  # the previous model: the current one before growing
+        self.grow(task, means)
+        self._session = {"feats": feats, "labels": labels, "means": means, "old": old_sessions,
+                         "covs": self.calibrated(task, feats, labels, covs), "draw": None}
+
+    def stages(self, task: Task, dm) -> list[Stage]:
+        if task.known == 0:
+            return [self.train_stage(task)]
+        return [self.train_stage(
+            task, name="session", params=lambda: [self.specific[-1], self.pos[-1], self.neg[-1],
+                                                  *self.fusion.parameters()],
+            begin=self.session_begin, end=self.session_end, dataset=self.session_items,
+            loss=self.session_step, batch_size=self.session_batch_size, validate=False)]
 
     @structural
     def add_base_heads(self, n_classes: int) -> None:
@@ -176,11 +196,13 @@ class AMFO(FewShotStrategy):
 
     # ---- end of a session ---------------------------------------------------------------------
     def after_task(self, task: Task, dm) -> None:
-        feats, labels = self.labelled_features(dm, dm.own_indices)
-        classes = range(task.known, task.total)
-        means, covs = class_means(feats, labels, classes), class_covariances(feats, labels, classes)
-        if task.known > 0:
-            covs = self.train_session(task, feats, labels, means, covs)
+        if task.known == 0:
+            feats, labels = self.labelled_features(dm, dm.own_indices)
+            classes = range(task.known, task.total)
+            means, covs = class_means(feats, labels, classes), class_covariances(feats, labels, classes)
+        else:
+            means, covs = self._session["means"], self._session["covs"]
+            self._session = {}
         self.means = torch.cat([self.means[:task.known], means.to(self.means)])
         self.covs = torch.cat([self.covs[:task.known], covs.to(self.covs)])
 
@@ -208,53 +230,49 @@ class AMFO(FewShotStrategy):
             out.append(calibrate_covariance(covs[i].to(w), self.covs[:B].to(w), w))
         return torch.stack(out)
 
-    def train_session(self, task: Task, feats, labels, means, covs) -> torch.Tensor:
-        """The new session's layer, heads and fusion on real and Gaussian pseudo-features.
+    # ---- an incremental session: a training stage on features ------------------------------
+    def session_begin(self, dm) -> None:
+        self.session_alpha = self.gates[-1].clone()  # restored from an epoch checkpoint, if any
 
-        The earlier sessions' parts are frozen, so their cosines (and the previous model's
-        logits, the distillation target) are computed once per draw of the replay set.
-        """
-        cfg, lw, rp = self.later_tasks, self.session_loss, self.replay
-        torch.manual_seed(self.session_seed(task))
-        gen = torch.Generator().manual_seed(self.session_seed(task))
-        old_sessions = len(self.pos) - 1  # the previous model: the current one before growing
-        self.grow(task, means)
-        covs = self.calibrated(task, feats, labels, covs)
-        old_f = gaussian_factors(self.covs[:task.known]).to(self.device)
-        new_f = gaussian_factors(covs).to(self.device)
-        A, pos, neg = self.specific[-1], self.pos[-1], self.neg[-1]
-        opt = build({**cfg, "scheduler": None}, [{"params": [A, pos, neg, *self.fusion.parameters()]}], 1)
-        bs, base = self.session_batch_size, len(self.pos[0])
-        alpha = self.gates[-1].clone()
-        self.eval()
-        with torch.enable_grad():
-            for epoch in range(int(cfg["epochs"])):
-                if epoch % int(rp["resample_every"]) == 0:
-                    xo, yo = sample_gaussian(self.means[:task.known], old_f, rp["old_per_class"], gen)
-                    xn, yn = sample_gaussian(means.to(self.device), new_f, rp["new_per_class"], gen)
-                    X = torch.cat([feats, xn, xo])
-                    Y = torch.cat([labels, yn.to(self.device) + task.known, yo.to(self.device)])
-                    with torch.no_grad():
-                        G = self.general(X)
-                        P_old, N_old = self.heads(X, sessions=old_sessions)
-                order = torch.randperm(len(X), generator=gen).to(self.device)
-                for a in range(0, len(X), bs):
-                    idx = order[a:a + bs]
-                    x, y = X[idx], Y[idx]
-                    new = y >= task.known
-                    s = cosine_logits(x, A)
-                    if new.any():
-                        alpha = gate(s[new], 1.0 + epoch)
-                    z = self.session_embedding(G[idx], s, alpha)
-                    P = torch.cat([P_old[idx], cosine_logits(z, pos)], 1)
-                    N = torch.cat([N_old[idx], cosine_logits(z, neg)], 1)
-                    loss = self.loss(P, N, y, lw, base) + lw["distill"] * soft_distillation(
-                        self.s_f * P, self.s_f * P_old[idx], lw["kd_T"])
-                    if new.any():
-                        loss = loss + lw["compression"] * compression_penalty(alpha, lw["r"])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    alpha = alpha.detach()
-        self.gates[-1] = alpha.detach()
-        return covs
+    def session_end(self, dm) -> None:
+        self.gates[-1] = self.session_alpha.detach().to(self.gates)
+
+    def session_items(self, epoch: int) -> TensorItems:
+        """Supports + Gaussian pseudo-features of new and old classes, redrawn every
+        ``resample_every`` epochs from a generator seeded by (seed, task, draw). The earlier
+        sessions' parts are frozen, so their cosines (and the previous model's logits, the
+        distillation target) are computed once per draw, and served with the features."""
+        ses, rp, task = self._session, self.replay, self.task
+        draw = epoch // int(rp["resample_every"])
+        if ses["draw"] != draw:
+            gen = torch.Generator().manual_seed(hash((self.session_seed(task), draw)) % (2**62))
+            old_f = gaussian_factors(self.covs[:task.known]).to(self.device)
+            xo, yo = sample_gaussian(self.means[:task.known], old_f, rp["old_per_class"], gen)
+            xn, yn = sample_gaussian(ses["means"].to(self.device),
+                                     gaussian_factors(ses["covs"]).to(self.device), rp["new_per_class"], gen)
+            X = torch.cat([ses["feats"], xn, xo])
+            Y = torch.cat([ses["labels"], yn.to(self.device) + task.known, yo.to(self.device)])
+            with torch.no_grad():
+                P_old, N_old = self.heads(X, sessions=ses["old"])
+                items = (X, self.general(X), P_old, N_old)
+            ses["items"] = TensorItems(tuple(t.cpu() for t in items), Y.cpu())
+            ses["draw"] = draw
+        return ses["items"]
+
+    def session_step(self, x: tuple, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The session's loss on a batch of features: the gate follows the batch's new-class
+        clips (its sharpness grows with the epoch) and is kept for batches without any."""
+        X, G, P_old, N_old = x
+        lw, base = self.session_loss, len(self.pos[0])
+        new = y >= self.known
+        s = cosine_logits(X, self.specific[-1])
+        alpha = gate(s[new], 1.0 + self.current_epoch) if new.any() else self.session_alpha
+        z = self.session_embedding(G, s, alpha)
+        P = torch.cat([P_old, cosine_logits(z, self.pos[-1])], 1)
+        N = torch.cat([N_old, cosine_logits(z, self.neg[-1])], 1)
+        loss = self.loss(P, N, y, lw, base) + lw["distill"] * soft_distillation(
+            self.s_f * P, self.s_f * P_old, lw["kd_T"])
+        if new.any():
+            loss = loss + lw["compression"] * compression_penalty(alpha, lw["r"])
+        self.session_alpha = alpha.detach()
+        return loss, {}

@@ -25,8 +25,9 @@ stays above that of a uniform guess (base accuracy near chance on gm100 with the
 After the base session each base class's prototype (the mean attended embedding of its
 training clips) goes into a prototype bank.
 
-Incremental session: encoder and attention are frozen; only the classifier's ``mu`` and
-``sigma`` (of every seen class) are trained, for 100 full-batch steps (SGD lr 0.1,
+Incremental session (a training stage, ``session``, on the supports' embeddings computed
+once by the frozen encoder): encoder and attention are frozen; only the classifier's ``mu``
+and ``sigma`` (of every seen class) are trained, for 100 full-batch steps (SGD lr 0.1,
 momentum 0.9, dampening 0.9, no weight decay) on
 ``lamda_proto * CE(stored old-class prototypes) + (1 - lamda_proto) * CE(new support
 features)`` (lamda_proto 0.6), both through the sampled weights. As in the code, the
@@ -44,10 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiocil.core import Stage, Task
+from audiocil.data.datamodule import TensorItems
 from audiocil.losses.fewshot import SelfAttention, class_means, cosine_logits, stochastic_weights
 from audiocil.methods.base import structural
 from audiocil.methods.prototype import FewShotStrategy
-from audiocil.optim import build
 
 
 class StochasticClassifier(nn.Module):
@@ -92,6 +93,7 @@ class MetaSC(FewShotStrategy):
         self.lamda_proto = float(lamda_proto)
         self.episodes = dict(episodes) if episodes else None
         self.register_buffer("bank", torch.zeros(0, dim))  # one prototype per seen class
+        self._supports: TensorItems | None = None  # a session's support embeddings
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Attended embedding (B, D)."""
@@ -111,9 +113,13 @@ class MetaSC(FewShotStrategy):
         self.classifier.grow(n_new)
 
     def stages(self, task: Task, dm) -> list[Stage]:
-        if task.known > 0:
-            return []
-        return [self.train_stage(task, sampler=self.episodes or "shuffle")]
+        if task.known == 0:
+            return [self.train_stage(task, sampler=self.episodes or "shuffle")]
+        return [self.train_stage(task, name="session", params=lambda: [self.classifier.mu,
+                                                                      self.classifier.sigma],
+                                 begin=self.session_begin, dataset=lambda epoch: self._supports,
+                                 loss=self.session_loss, batch_size=len(dm.own_indices),
+                                 validate=False)]
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         logits = self.classifier(self.embed(x), stochastic=True)[:, :self.total]
@@ -123,31 +129,27 @@ class MetaSC(FewShotStrategy):
         return self.classifier(self.attend(h), stochastic=False)[:, :self.total]
 
     def after_task(self, task: Task, dm) -> None:
-        if task.known > 0:
-            self.train_session(task, dm)
         feats, labels = self.labelled_features(dm, dm.own_indices, self.embed)
         means = class_means(feats, labels, range(task.known, task.total))
         self.bank = torch.cat([self.bank[:task.known], means.to(self.bank)])
 
-    def train_session(self, task: Task, dm) -> None:
-        """Fit ``mu`` and ``sigma`` on the prototype bank and the new support features."""
-        cfg = self.later_tasks
-        torch.manual_seed(self.session_seed(task))
-        base, labels = self.labelled_features(dm, dm.own_indices)  # frozen encoder, eval mode
-        params = [self.classifier.mu, self.classifier.sigma]
-        opt = build({**cfg, "scheduler": None}, [{"params": params}], 1)
-        old = torch.arange(task.known, device=self.device)
-        self.eval()
-        self.attention.train()  # dropout on, weights frozen (not in the optimiser)
-        with torch.enable_grad():
-            for _ in range(int(cfg["epochs"])):
-                with torch.no_grad():
-                    support = self.attend(base)
-                logits_p = self.classifier(self.bank, stochastic=True)[:, :task.total]
-                logits_s = self.classifier(support, stochastic=True)[:, :task.total]
-                loss = (self.lamda_proto * F.cross_entropy(logits_p, old)
-                        + (1 - self.lamda_proto) * F.cross_entropy(logits_s, labels))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        self.eval()
+    # ---- incremental session: a stage of full-batch steps on mu and sigma ------------------
+    def session_begin(self, dm) -> None:
+        """The support clips' embeddings by the frozen encoder, once (eval mode)."""
+        feats, labels = self.labelled_features(dm, dm.own_indices)
+        self._supports = TensorItems(feats.cpu(), labels.cpu())
+
+    def session_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """``lamda_proto`` CE of the stored prototypes + the rest CE of the attended supports,
+        both through the sampled classifier weights. As in the code, the supports pass the
+        frozen attention block in training mode (its dropout as a light augmentation)."""
+        self.attention.train()
+        with torch.no_grad():
+            support = self.attend(x)
+        self.attention.eval()
+        old = torch.arange(self.known, device=x.device)
+        logits_p = self.classifier(self.bank, stochastic=True)[:, :self.total]
+        logits_s = self.classifier(support, stochastic=True)[:, :self.total]
+        loss = (self.lamda_proto * F.cross_entropy(logits_p, old)
+                + (1 - self.lamda_proto) * F.cross_entropy(logits_s, y))
+        return loss, {}
