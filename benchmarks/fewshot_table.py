@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import time
 from pathlib import Path
 
-import torch
+from bench_common import add_run_arguments, extra_overrides, run_table
 
 DEFAULT_METHODS = "finetune,prototype,meta_sc,pan,amfo"
 
@@ -46,13 +44,7 @@ def overrides(label: str, a: argparse.Namespace) -> list[str]:
     if method == "icarl":
         out += [f"method.later_tasks.epochs={a.icarl_epochs}", "method.later_tasks.scheduler.kind=cosine",
                 f"method.memory.size={a.icarl_memory}", "trainer.limit_val_batches=0"]
-    return out + list(a.set) + [o.split(":", 1)[1] for o in a.set_for if o.split(":", 1)[0] == label]
-
-
-def compose(overrides_: list[str], root: str):
-    from audiocil.config import compose as compose_config
-
-    return compose_config([f"paths.root_dir={root}", *overrides_])
+    return out + extra_overrides(label, a)
 
 
 def finished(run_dir: Path) -> bool:
@@ -99,40 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--icarl-epochs", type=int, default=5)
     p.add_argument("--icarl-memory", type=int, default=550)
     p.add_argument("--seed", type=int, default=1993)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
-    p.add_argument("--root", default=".", help="paths.root_dir: where outputs/data and the cache are")
-    p.add_argument("--out", default="outputs/fewshot_table")
-    p.add_argument("--set", action="append", default=[], help="extra Hydra override, repeatable")
-    p.add_argument("--set-for", action="append", default=[], metavar="LABEL:OVERRIDE",
-                   help="an override for one method (label) only, repeatable")
+    add_run_arguments(p, "outputs/fewshot_table")
     return p
 
 
 def main() -> None:
     a = build_parser().parse_args()
-    # the runs' own progress lines (tasks, the base session's best validation epoch)
-    logging.basicConfig(format="%(message)s")
-    logging.getLogger("audiocil").setLevel(logging.INFO)
-
-    from audiocil.run import run
-
-    torch.set_num_threads(a.threads)
-    out = Path(a.out)
-    results: dict[str, dict] = {}
-    for method in a.methods.split(","):
-        t0 = time.time()
-        run_dir = out / method
-        if not finished(run_dir):
-            if (run_dir / "config.yaml").exists():  # interrupted: resume
-                cfg = compose([f"resume={run_dir.resolve()}"], a.root)
-            else:
-                cfg = compose(overrides(method, a), a.root)
-            run(cfg, run_dir)
-        results[method] = json.loads((run_dir / "results.json").read_text())
-        print(f"{method}: {(time.time() - t0) / 60:.1f} min", flush=True)
-        text = table(results)
-        (out / "table.md").write_text(text + "\n")
-    print("\n" + text)
+    run_table(a.methods.split(","), a, lambda label: overrides(label, a), finished, table)
 
 
 if __name__ == "__main__":

@@ -20,21 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import time
 from pathlib import Path
 
-import torch
+from bench_common import add_run_arguments, compose, extra_overrides, run_table
 from omegaconf import OmegaConf
 
 METHODS = ("finetune,replay,ewc,lwf,icarl,gem,bic,wa,podnet,der,coil,acil,ds_al,foster,beef,"
            "fetril,joint")
-
-
-def compose(overrides: list[str], root: str):
-    from audiocil.config import compose as compose_config
-
-    return compose_config([f"paths.root_dir={root}", *overrides])
 
 
 def stage_nodes(method_cfg, prefix: str = "method") -> list[str]:
@@ -74,7 +66,7 @@ def overrides(label: str, a: argparse.Namespace) -> list[str]:
         else:
             n_classes = a.init_cls + a.increment * ((100 - a.init_cls) // a.increment)
             out.append(f"method.memory.per_class={a.memory // n_classes}")
-    return out + list(a.set) + [o.split(":", 1)[1] for o in a.set_for if o.split(":", 1)[0] == label]
+    return out + extra_overrides(label, a)
 
 
 def finished(run_dir: Path) -> bool:
@@ -120,38 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-mels", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=1993)
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
-    p.add_argument("--root", default=".", help="paths.root_dir: where outputs/data and the cache are")
-    p.add_argument("--out", default="outputs/standard_table")
-    p.add_argument("--set", action="append", default=[], help="extra Hydra override, repeatable")
-    p.add_argument("--set-for", action="append", default=[], metavar="LABEL:OVERRIDE",
-                   help="an override for one method (label) only, repeatable")
+    add_run_arguments(p, "outputs/standard_table", threads=2)
     return p
 
 
 def main() -> None:
     a = build_parser().parse_args()
-    logging.basicConfig(format="%(message)s")
-    logging.getLogger("audiocil").setLevel(logging.INFO)
-
-    from audiocil.run import run
-
-    torch.set_num_threads(a.threads)
-    out = Path(a.out)
-    results: dict[str, dict] = {}
-    for label in a.methods.split(","):
-        t0 = time.time()
-        run_dir = out / label
-        if not finished(run_dir):
-            if (run_dir / "config.yaml").exists():  # interrupted: resume
-                cfg = compose([f"resume={run_dir.resolve()}"], a.root)
-            else:
-                cfg = compose(overrides(label, a), a.root)
-            run(cfg, run_dir)
-        results[label] = json.loads((run_dir / "results.json").read_text())
-        print(f"{label}: {(time.time() - t0) / 60:.1f} min", flush=True)
-        (out / "table.md").write_text(table(results, a) + "\n")
-    print(table(results, a))
+    run_table(a.methods.split(","), a, lambda label: overrides(label, a), finished,
+              lambda results: table(results, a))
 
 
 if __name__ == "__main__":

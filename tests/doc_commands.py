@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 import inspect
 import io
 import re
@@ -223,6 +224,8 @@ def message(err: BaseException) -> str:
 
 
 def _load_script(path: Path):
+    if str(path.parent) not in sys.path:  # its siblings import as `python <script>.py` has them
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(f"_docs_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -4,6 +4,7 @@ here: they take minutes to hours)."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from audiocil.config import compose
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))  # as `python benchmarks/<script>.py` has it
 
 
 def load(name: str):

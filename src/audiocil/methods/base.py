@@ -174,6 +174,14 @@ class Strategy(L.LightningModule):
     def grow_head(self, n_new: int) -> None:
         self.network.head.grow(n_new)
 
+    def reinitialise(self, n_classes: int) -> None:
+        """Start from scratch: fresh backbone weights and a fresh head over ``n_classes``
+        (upper bounds trained anew at each task). Shapes are unchanged: not structural."""
+        for m in self.network.backbone.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        self.network.head = IncrementalLinear(self.network.backbone.out_dim, n_classes)
+
     def structure_log(self) -> list:
         return copy.deepcopy(self._structure)
 

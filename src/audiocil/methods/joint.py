@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from audiocil.core import Task
-from audiocil.heads import IncrementalLinear
 from audiocil.methods.base import Strategy
 
 
@@ -18,17 +17,14 @@ class Joint(Strategy):
     #: standard only: in few-shot CIL it would train on every clip of the novel classes
     scenarios = ("standard",)
 
-    def __init__(self, *args, reinit: bool = True, **kwargs) -> None:
+    def __init__(self, *args, reinit: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.reinit = reinit
 
     def before_task(self, task: Task, dm) -> None:
         super().before_task(task, dm)
         if self.reinit and task.index > 0:
-            for m in self.network.backbone.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-            self.network.head = IncrementalLinear(self.network.backbone.out_dim, task.total)
+            self.reinitialise(task.total)
 
     def train_indices(self, task: Task, dm) -> np.ndarray:
         return dm.indices_of(range(task.total))

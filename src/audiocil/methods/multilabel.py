@@ -45,7 +45,6 @@ import torch
 from torch import nn
 
 from audiocil.core import Stage, Task
-from audiocil.heads import IncrementalLinear
 from audiocil.losses.multilabel import (
     adaptive_weight,
     bce_loss,
@@ -135,10 +134,7 @@ class MultilabelCIL(Strategy):
             self.make_teacher()
         super().before_task(task, dm)
         if self.reinit and task.index > 0:
-            for m in self.network.backbone.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-            self.network.head = IncrementalLinear(self.network.backbone.out_dim, task.total)
+            self.reinitialise(task.total)
         if self.freeze_extractor and task.index > 0:
             head = self.network.head
             self.frozen_rows = (head.weight.data[:task.known].clone(),
