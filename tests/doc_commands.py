@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 import inspect
 import io
 import re
 import shlex
+import sys
 from collections.abc import Iterable
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
