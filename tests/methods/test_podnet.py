@@ -179,3 +179,15 @@ def test_killed_inside_the_finetune_stage_resumes_there(tmp_path_factory, monkey
                 "memory_samples"):
         assert got[key] == expected[key], key
     assert got["nme"]["accuracy_matrix"] == expected["nme"]["accuracy_matrix"]
+
+
+def test_the_margin_acts_on_the_true_class_only():
+    """The reference subtracts the margin from every logit, where it cancels; ours does not."""
+    from audiocil.losses.pod import nca_loss
+
+    torch.manual_seed(0)
+    s, y = torch.randn(6, 5), torch.randint(0, 5, (6,))
+    kw = {"scale": 1.0, "exclude_positive": True, "hinge": False}
+    ours, none = nca_loss(s, y, margin=0.6, **kw), nca_loss(s, y, margin=0.0, **kw)
+    reference = nca_loss(s - 0.6, y, margin=0.0, **kw)  # the margin on every logit
+    assert torch.allclose(reference, none) and ours > none + 0.5

@@ -28,9 +28,10 @@ Fixed from the reference:
 
 * NCA's margin (0.6) is subtracted from the true class's similarity only. The reference
   subtracts it from every logit, where it cancels in the softmax: its margin has no effect.
-  With the positive excluded from the denominator the loss is unbounded below; the paper's
-  hinge (Eq. 7, ``[.]_+``) is kept (``nca.hinge: true``), so that the learnt scale does not
-  grow without bound once a clip is classified with the margin (the reference turns it off).
+  The positive is left out of the denominator, as in the paper (the reference still adds
+  exp(max) for it). The paper's Eq. 7 clips the loss at 0 (``[.]_+``); the reference and the
+  authors' code do not, and their numbers were made without it, so ``nca.hinge`` is false
+  here too (set it to true for the paper's form).
 * The balanced finetuning stays within the memory budget. The reference rebuilds the memory
   at ``memory_size // known`` per class for the old *and* the new classes (4000 exemplars at
   the second of ten tasks) and truncates it afterwards. Here the finetune stage's ``begin``
@@ -84,7 +85,7 @@ class PODNet(Strategy):
         merge: how a class's proxy cosines are merged (``softmax``: LSC).
         lambda_c: weight of POD-spatial (5); lambda_f: weight of POD-flat (1).
         nca: ``nca_loss`` settings: ``scale`` (1), ``margin`` (0.6), ``exclude_positive``
-            (true), ``hinge`` (true: the paper's; the reference's false).
+            (true), ``hinge`` (false, as the reference; true: the paper's Eq. 7).
         old_proxies_lr: learning rate (and no weight decay) of the old proxies in the first
             stage of tasks >= 1 (0: frozen, as the reference).
         finetune: the ``finetune`` stage's ``epochs``, ``optimizer``, ``scheduler``.
