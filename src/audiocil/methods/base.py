@@ -298,16 +298,18 @@ class Strategy(L.LightningModule):
     @torch.no_grad()
     def embed_indices(self, dm, indices: np.ndarray, split: str = "train",
                       net: nn.Module | None = None) -> torch.Tensor:
-        """(N, D) embeddings of training clips, computed in eval mode on this device."""
+        """(N, D) embeddings of training clips, computed in eval mode on this device. Every
+        module's mode is restored afterwards (so a module a stage keeps in eval mode stays so)."""
         net = net or self.network
-        was_training = net.training
+        modes = [(m, m.training) for m in net.modules()]
         net.eval()
         out = []
         data = dm.data[split]
         for a in range(0, len(indices), 256):
             x = data[indices[a:a + 256]].to(self.device)
             out.append(net.embed(x).float().cpu())
-        net.train(was_training)
+        for m, mode in modes:
+            m.training = mode
         return torch.cat(out) if out else torch.zeros(0, 0)
 
     # ---- Lightning ----------------------------------------------------------------------------
