@@ -167,3 +167,22 @@ def test_gem_runs_multilabel_with_binary_cross_entropy(shared_root, tmp_path, mo
     assert res["scenario"] == "multilabel" and res["completed_tasks"] == 2
     assert res["map_per_phase"][-1] > 100 * float(p.mean()) + 15, res["map_per_phase"]
     assert res["avg_forgetting"] < ft["avg_forgetting"], (res["avg_forgetting"], ft["avg_forgetting"])
+
+
+# a tiny few-shot stream: 8 base classes, then 2 sessions of 4-way 3-shot
+FEWSHOT = ["dataset=synth20", "dataset.loader.n_classes=16", "dataset.frontend.n_mels=32",
+           "dataset.frontend.hop_length=512", "backbone.width=8", "trainer.enable_progress_bar=false",
+           "logger=csv", "scenario=fewshot", "scenario.base_classes=8", "scenario.ways=4",
+           "scenario.shots=3", "scenario.sessions=2", *epochs(4, 4, lr=0.05),
+           "trainer.limit_val_batches=0", "method.memory.size=32"]
+
+
+def test_gem_runs_few_shot_sessions(shared_root, tmp_path, monkeypatch):
+    """Each session's shots train under the constraints of the earlier sessions' exemplars."""
+    monkeypatch.setenv(RUN_DIR_ENV, "")
+    res = run(compose_cfg([*FEWSHOT, "method=gem"], shared_root), tmp_path)
+    assert res["scenario"] == "fewshot" and len(res["accuracy_per_session"]) == 3
+    assert res["accuracy_per_session"][0] > 3 * 100 / 8
+    assert res["last_accuracy"] > 2 * 100 / 16, res["accuracy_per_session"]
+    s = strategy_from_checkpoint(tmp_path / "checkpoints" / "task_2.pt")
+    assert s.spans == [[0, 8], [8, 12], [12, 16]]

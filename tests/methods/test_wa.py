@@ -93,3 +93,36 @@ def test_weight_clipping_keeps_the_head_non_negative(shared_root, tmp_path, monk
     s = strategy_from_checkpoint(tmp_path / "checkpoints" / "task_1.pt")
     w = s.network.head.weight.detach()
     assert float(w.min()) >= 0.0 and float(w.max()) > 0.0
+
+
+# a tiny few-shot stream: 8 base classes, then 2 sessions of 4-way 3-shot
+FEWSHOT = ["dataset=synth20", "dataset.loader.n_classes=16", "dataset.frontend.n_mels=32",
+           "dataset.frontend.hop_length=512", "backbone.width=8", "trainer.enable_progress_bar=false",
+           "logger=csv", "scenario=fewshot", "scenario.base_classes=8", "scenario.ways=4",
+           "scenario.shots=3", "scenario.sessions=2", *epochs(4, 4, lr=0.05),
+           "trainer.limit_val_batches=0", "method.memory.size=32"]
+
+
+def test_wa_runs_few_shot_sessions(shared_root, tmp_path, monkeypatch):
+    """Aligning equalises mean norms in whichever direction: after a session of 3 shots the
+    new rows may be the shorter ones."""
+    monkeypatch.setenv(RUN_DIR_ENV, "")
+    res = run(compose_cfg([*FEWSHOT, "method=wa"], shared_root), tmp_path)
+    assert res["scenario"] == "fewshot" and len(res["accuracy_per_session"]) == 3
+    assert res["accuracy_per_session"][0] > 3 * 100 / 8
+    assert res["last_accuracy"] > 2 * 100 / 16, res["accuracy_per_session"]
+    s = strategy_from_checkpoint(tmp_path / "checkpoints" / "task_2.pt")
+    w = s.network.head.weight.detach().norm(dim=1)
+    assert w[12:].mean() == pytest.approx(float(w[:12].mean()), rel=1e-5)
+    assert len(s.gammas) == 2
+
+
+@pytest.mark.parametrize("target,scenario", [("audiocil.methods.wa.WA", "multilabel"),
+                                             ("audiocil.methods.bic.BiC", "multilabel"),
+                                             ("audiocil.methods.bic.BiC", "fewshot")])
+def test_single_label_corrections_refuse_their_scenarios(target, scenario):
+    """WA and BiC correct the softmax bias toward new classes (see their docstrings)."""
+    from audiocil.run import check_support
+
+    with pytest.raises(ValueError, match=f"does not support scenario={scenario}"):
+        check_support(target, scenario)
