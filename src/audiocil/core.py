@@ -81,6 +81,12 @@ class Stage:
         sampler: how training batches are drawn: ``shuffle`` (a permutation per epoch),
             ``balanced`` (multi-label class-balanced draws) or episodes
             ``{n_way, n_per, n_batches}`` (few-shot).
+        dataset: the stage's own training items instead of the datamodule's clips: a
+            callable ``dm -> Dataset`` of ``(x, y, i)`` items (e.g. fixed features of a
+            frozen backbone, which a stage training only a classifier computes once),
+            called when the stage starts (again when a killed stage resumes, so it must
+            depend only on the state at the stage's start); served with ``shuffle``.
+            None: the clips of ``indices``.
     """
 
     name: str
@@ -95,6 +101,7 @@ class Stage:
     eval_modules: Callable[[], Iterable[torch.nn.Module]] | None = None
     validate: bool = True
     sampler: str | dict = "shuffle"
+    dataset: Callable[[Any], Any] | None = None
 
 
 class Objective(Protocol):

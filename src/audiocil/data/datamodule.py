@@ -173,6 +173,7 @@ class CILDataModule(L.LightningDataModule):
         # episodic training batches {n_way, n_per, n_batches} when a method asks for them
         self.val_classes: list[int] | None = None
         self.episodes: dict | None = None
+        self.train_dataset: Dataset | None = None  # a stage's own items (see set_task)
 
     # ---- loading -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -257,17 +258,24 @@ class CILDataModule(L.LightningDataModule):
             self.n_seen = int(n_seen)
 
     def set_task(self, task: int, train_indices: np.ndarray, n_seen: int, batch_size: int,
-                 stage: int = 0, sampler: str | dict = "shuffle") -> None:
+                 stage: int = 0, sampler: str | dict = "shuffle",
+                 dataset: Dataset | None = None) -> None:
         """Serve ``train_indices`` for training and classes ``0..n_seen-1`` for evaluation.
 
         Args:
             stage: the task's stage (seeds the shuffles: each stage draws its own).
             sampler: ``shuffle``, ``balanced`` (:meth:`set_sampler`) or few-shot episodes
                 ``{n_way, n_per, n_batches}``.
+            dataset: a stage's own training items ``(x, y, i)`` (e.g. fixed features),
+                served instead of the clips of ``train_indices`` (shuffled per epoch as
+                they would be); not part of :meth:`state_dict`: the stage rebuilds it.
         """
         self.task, self.n_seen, self.batch_size, self.stage = task, n_seen, batch_size, stage
         self.train_indices = np.asarray(train_indices, dtype=np.int64)
-        if len(self.train_indices) == 0:
+        self.train_dataset = dataset
+        if dataset is not None and sampler != "shuffle":
+            raise ValueError(f"a stage's own dataset is served with sampler=shuffle, got {sampler!r}")
+        if len(self.train_indices if dataset is None else dataset) == 0:  # type: ignore[arg-type]
             raise ValueError(f"task {task} has no training data")
         if isinstance(sampler, dict):
             self.set_sampler("shuffle")
@@ -327,6 +335,8 @@ class CILDataModule(L.LightningDataModule):
         return trainer.world_size, trainer.global_rank
 
     def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is not None:
+            return self._shuffled(self.train_dataset)
         ds = self.subset(self.train_indices)
         world, rank = self._world()
         seed = self.seed * 1000 + self.task + 7919 * self.stage
@@ -346,6 +356,15 @@ class CILDataModule(L.LightningDataModule):
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=False,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
+    def _shuffled(self, ds: Dataset) -> DataLoader:
+        """A stage's own items, shuffled per epoch from (seed, task, stage) like the clips."""
+        world, rank = self._world()
+        seed = self.seed * 1000 + self.task + 7919 * self.stage
+        sampler: Sampler[int] = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True,
+                                                   seed=seed) if world > 1 \
+            else EpochShuffleSampler(len(ds), seed)  # type: ignore[arg-type]
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=False)
+
     def eval_dataloader(self, split: str, positions: Sequence[int] | None = None,
                         distributed: bool = True) -> DataLoader:
         """Clips of the seen classes (or of ``positions``), each served exactly once."""
@@ -364,7 +383,8 @@ class CILDataModule(L.LightningDataModule):
 
     def steps_per_epoch(self) -> int:
         world, _ = self._world()
-        return math.ceil(len(self.train_indices) / world / self.batch_size)
+        n = len(self.train_indices if self.train_dataset is None else self.train_dataset)  # type: ignore[arg-type]
+        return math.ceil(n / world / self.batch_size)
 
     def state_dict(self) -> dict:
         return {"task": self.task, "n_seen": self.n_seen, "train_indices": self.train_indices.tolist(),

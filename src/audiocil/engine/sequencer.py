@@ -213,7 +213,8 @@ class TaskSequencer(L.Callback):
                 idx = stage.indices(dm) if callable(stage.indices) else stage.indices
                 idx = strategy.train_indices(task, dm) if idx is None else np.asarray(idx)
                 dm.set_task(task.index, idx, task.total, stage.batch_size or strategy.batch_size,
-                            stage=index, sampler=stage.sampler)
+                            stage=index, sampler=stage.sampler,
+                            dataset=stage.dataset(dm) if stage.dataset is not None else None)
                 last = (task_dir / "last.ckpt") if index == 0 else (task_dir / f"stage{index}_{stage.name}" / "last.ckpt")
                 last.parent.mkdir(parents=True, exist_ok=True)
                 trainer = make_trainer(max_epochs=stage.epochs, callbacks=[self, EpochCheckpoint(last)],
