@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from audiocil.methods.acil import ACIL
-from audiocil.run import RUN_DIR_ENV, build_strategy, run, strategy_from_checkpoint
+from audiocil.run import RUN_DIR_ENV, build_strategy, check_support, run, strategy_from_checkpoint
 from tests.conftest import TINY, compose_cfg, epochs
 
 CLASSES = 12
 STREAM = [*TINY, f"dataset.loader.n_classes={CLASSES}", *epochs(6),
           "trainer.limit_val_batches=0", "method.buffer_size=256"]
 FEWSHOT = [*(o for o in TINY if not o.startswith(("scenario.", "dataset.loader.n_classes"))),
-           "dataset.loader.n_classes=16", *epochs(6),
-           "scenario=fewshot", "scenario.base_classes=8", "scenario.ways=4", "scenario.shots=3",
+           f"dataset.loader.n_classes={CLASSES}", *epochs(6),
+           "scenario=fewshot", "scenario.base_classes=4", "scenario.ways=4", "scenario.shots=3",
            "scenario.sessions=2", "trainer.limit_val_batches=0", "method.buffer_size=256"]
 
 
@@ -142,6 +142,8 @@ def test_learns_better_than_chance_without_exemplars(runs, make_cfg):
     bad = make_cfg("method=acil", "method.memory={size: 40, per_class: null, selection: herding}")
     with pytest.raises(ValueError, match="exemplar-free"):
         build_strategy(bad)
+    with pytest.raises(ValueError, match="does not support scenario=multilabel"):
+        check_support(ACIL, "multilabel")
 
 
 def test_a_crash_in_the_analytic_stage_resumes_there(runs, shared_root, tmp_path):
@@ -169,10 +171,10 @@ def test_fewshot_sessions_extend_the_same_regression(shared_root, tmp_path):
     rec = run_recorded("acil", shared_root, tmp_path, "method.il_batch_size=5", stream=FEWSHOT)
     res = rec["results"]
     assert res["accuracy_per_session"][0] > 50
-    assert res["last_accuracy"] > 3 * 100 / 16
-    assert res["novel_accuracy_per_session"][-1] > 2 * 100 / 16
+    assert res["last_accuracy"] > 3 * 100 / CLASSES
+    assert res["novel_accuracy_per_session"][-1] > 2 * 100 / CLASSES
     assert [len(o) for o in rec["own"][1:]] == [12, 12]  # 4 ways x 3 shots
     s = after(rec, 2)
     idx, y = seen_clips(rec, 2)
-    want = joint_ridge(torch.relu(buffered(s, rec["dm"], idx)), y, 16, 0.1)
+    want = joint_ridge(torch.relu(buffered(s, rec["dm"], idx)), y, CLASSES, 0.1)
     assert rel_err(s.ridge.W, want) < 1e-8
