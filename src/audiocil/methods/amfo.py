@@ -19,27 +19,20 @@ Model on the encoder's embedding h:
   that weighs the two heads' logits; its output is the prediction, trained by
   cross-entropy on 16x the fused logits, plus a binary "is it a novel class" loss.
 
-Base session: encoder, G, base heads and fusion, weights (margin 1, fusion 2.5, binary 40)
-as the code's ``train.py`` for LS-100; the epoch with the best validation accuracy (base
-classes) is kept (the code selects on test data). The mean and covariance of each base
-class's embeddings are stored. Learning rate 0.003, not the code's 0.1: these losses act on
-unit-norm features and weights at logit scale 32 (CosFace) plus 2.5 x 16 (fused), about 10x
-the gradient of a linear head's cross-entropy, and at 0.1 the first steps inflate the norms
-of G, the heads and the embedding (x5 within 20 steps) and the base session stays near
-chance until the schedule lowers the rate (the code's 130-epoch schedule ends at 0.01 and
-0.001); 0.003 has the best base-class validation accuracy of a grid (see the yaml).
+Base session (stage ``train``): encoder, G, base heads and fusion, loss weights margin 1,
+fusion 2.5, binary 40 (the code's ``train.py`` for LS-100); the best base-class validation
+epoch is kept (the code selects on test data); each base class's mean and covariance are
+stored. lr 0.003, not the code's 0.1: at logit scale 32 + 2.5 x 16 on unit-norm features
+the first steps at 0.1 inflate the norms and the session stays near chance (the grid is in
+the yaml).
 
-Incremental session (``Inc_train.py``): the encoder, G and earlier sessions' layers are
-frozen; the new session's A_s, heads and a fresh fusion module are trained (SGD, momentum
-0.9, dampening 0.5; lr 0.003, not the code's 0.1, which scrambles the heads initialised on
-the class means in the first epoch, for the same reason) for 130 epochs of batches of 256 on
-the support embeddings, 5 Gaussian pseudo-features per new class and 10 per old class drawn
-from the stored means and covariances (redrawn every 2 epochs), with the loss weights of the
-code (margin 2, fusion 10, binary 0.4, compression 0.1, r 0.1, gamma 0.2) plus a
-distillation (T 0.5) of the previous model's positive-head logits. Each new class's
-covariance, estimated from K shots, is calibrated with the base classes' covariances
-weighted by a softmax of its similarity to each base class and to itself (the code's
-``Distribution.statistic_cov``).
+Incremental session (stage ``session``, ``Inc_train.py``): encoder, G and earlier sessions
+frozen; the new A_s, heads and a fresh fusion trained (SGD momentum 0.9, dampening 0.5, lr
+0.003 for the same reason) for 130 epochs of batches of 256 on the supports' embeddings plus
+Gaussian pseudo-features (5 per new class, 10 per old class, redrawn every 2 epochs), with
+the code's weights (margin 2, fusion 10, binary 0.4, compression 0.1, r 0.1, gamma 0.2) and a
+distillation (T 0.5) of the previous positive-head logits. New classes' K-shot covariances
+are calibrated with the base classes' by softmax similarity (``Distribution.statistic_cov``).
 
 Differences from the code: the code's negative-margin head reads a shallow-layer
 embedding in the base session; here both heads read the same embedding (the backbone is
