@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from audiocil.backbones.smallcnn import SmallCNN
+from audiocil.data.frontend import Frontend
 from audiocil.evaluate import evaluate
 from audiocil.losses.foster import class_balanced_weights
 from audiocil.methods.base import FrozenCopy
-from audiocil.methods.foster import FOSTER
+from audiocil.methods.foster import FOSTER, FosterNetwork
 from audiocil.run import RUN_DIR_ENV, check_support, run, strategy_from_checkpoint
 from tests.conftest import TINY, compose_cfg
 from tests.engine.test_resume import env, kill_when
@@ -146,6 +147,29 @@ def test_few_shot_sessions_train_on_their_shots(shared_root, tmp_path):
     for name in ("cnn", "teacher", "nme"):
         acc = res["classifiers"][name]["accuracy_per_session"]
         assert acc[0] > 50.0 and acc[-1] > 2 * CHANCE, (name, acc)
+
+
+def test_boost_and_student_structure():
+    torch.manual_seed(0)
+    net = FosterNetwork(Frontend(32), SmallCNN(width=4))
+    net.head.grow(3)
+    d, w, b = net.out_dim, net.head.weight.detach().clone(), net.head.bias.detach().clone()
+    phi = snapshot(net.backbone)
+    net.boost(2)
+    assert isinstance(net.old_backbone, FrozenCopy) and same_state(snapshot(net.old_backbone.module), phi)
+    assert same_state(snapshot(net.backbone), phi)  # phi_new starts as a copy of phi_old
+    assert not any(p.requires_grad for p in net.old_backbone.parameters())
+    assert net.head.weight.shape == (5, 2 * d) and net.fe_head.out_features == 5
+    assert torch.equal(net.head.weight[:3, :d], w) and torch.equal(net.head.bias[:3], b)
+    net.train()
+    assert not net.old_backbone.training and net.backbone.training
+    logits, feats = net(torch.randn(2, 32, 32))
+    assert logits.shape == (2, 5) and feats.shape == (2, 2 * d)
+    s = net.student()
+    assert s.old_backbone is None and same_state(snapshot(s.backbone), phi)
+    assert all(p.requires_grad for p in s.backbone.parameters())
+    assert s.head.weight.shape == (5, d) and torch.equal(s.head.weight[:3], w)
+    assert s.frontend is net.frontend
 
 
 def test_multilabel_is_refused():
