@@ -118,14 +118,14 @@ def test_a_stage_dataset_is_served_shuffled_once_per_epoch(stream):
     dm = stream[2][0]["dm"]
     items = TensorDataset(torch.arange(10.0)[:, None], torch.zeros(10, dtype=torch.long),
                           torch.arange(10))
-    dm.set_task(1, dm.own_indices, 8, 4, dataset=items)
+    dm.set_task(1, dm.own_indices, 8, 4, dataset=lambda epoch: items)
     seen = [torch.cat([b[2] for b in dm.train_dataloader()]) for _ in range(2)]
     assert sorted(seen[0].tolist()) == list(range(10)) and torch.equal(seen[0], seen[1])
     assert dm.steps_per_epoch() == 3
     with pytest.raises(ValueError, match="shuffle"):
-        dm.set_task(1, dm.own_indices, 8, 4, dataset=items, sampler="balanced")
+        dm.set_task(1, dm.own_indices, 8, 4, dataset=lambda epoch: items, sampler="balanced")
     dm.set_task(1, dm.own_indices, 8, 4)
-    assert dm.train_dataset is None
+    assert dm.stage_dataset is None
 
 
 def cli(root: Path, run_dir: Path) -> list[str]:

@@ -288,15 +288,14 @@ class CILDataModule(L.LightningDataModule):
         self.train_indices = np.asarray(train_indices, dtype=np.int64)
         if len(self.train_indices) == 0:
             raise ValueError(f"task {task} has no training data")
+        if dataset is not None and sampler != "shuffle":
+            raise ValueError(f"a stage's own dataset is served with sampler=shuffle, got {sampler!r}")
         if isinstance(sampler, dict):
             self.set_sampler("shuffle")
             self.episodes = dict(sampler)
         else:
             self.set_sampler(sampler)
             self.episodes = None
-        if dataset is not None and (self.episodes or self.sampler != "shuffle"):
-            raise ValueError("a stage's own dataset is served shuffled: no balanced or episodic "
-                             "batches")
         self.stage_dataset = dataset
 
     def set_target_mask(self, positions: Sequence[int] | None,
@@ -389,7 +388,11 @@ class CILDataModule(L.LightningDataModule):
 
     def steps_per_epoch(self) -> int:
         world, _ = self._world()
-        return math.ceil(len(self.train_indices) / world / self.batch_size)
+        n = len(self.train_indices)
+        if self.stage_dataset is not None:
+            trainer = getattr(self, "trainer", None)
+            n = len(self.stage_dataset(trainer.current_epoch if trainer is not None else 0))
+        return math.ceil(n / world / self.batch_size)
 
     def state_dict(self) -> dict:
         return {"task": self.task, "n_seen": self.n_seen, "train_indices": self.train_indices.tolist(),
