@@ -20,11 +20,13 @@ register_resolvers()
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def run_experiment(cfg: DictConfig) -> float:
-    """Run one experiment; return the metric that sweeps optimise (average incremental accuracy)."""
+    """Run one experiment; return the figure that sweeps optimise, ``optimized_metric``
+    (default ``val_objective``: validation clips only, see :mod:`audiocil.results.objective`)."""
+    from audiocil.results.objective import swept_value
     from audiocil.run import run  # imported late: `--help` stays fast
 
     results = run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    return float(results[cfg.optimized_metric])
+    return swept_value(results, cfg.optimized_metric)
 
 
 def main() -> float | None:
