@@ -1,11 +1,13 @@
 """``python -m audiocil method=<m> dataset=<d> ...``: the Hydra entry point.
 
-``audiocil cache verify [PATH...]`` (or ``python -m audiocil cache ...``) goes to the
-feature-cache tool (:func:`audiocil.data.cache.main`) instead, before Hydra reads argv.
+A first word in :data:`SUBCOMMANDS` goes to that tool's ``main(argv)`` instead, before Hydra
+reads argv (``audiocil cache verify [PATH...]``, ``audiocil report PATH...``,
+``audiocil methods``; ``python -m audiocil <word> ...`` alike).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -29,12 +31,16 @@ def run_experiment(cfg: DictConfig) -> float:
     return swept_value(results, cfg.optimized_metric)
 
 
-def main() -> float | None:
-    """The ``audiocil`` console script: ``audiocil cache ...`` or a Hydra run."""
-    if len(sys.argv) > 1 and sys.argv[1] == "cache":
-        from audiocil.data.cache import main as cache_main
+#: ``audiocil <word> ...`` -> the module whose ``main(argv)`` handles it
+SUBCOMMANDS = {"cache": "audiocil.data.cache", "report": "audiocil.report.cli",
+               "methods": "audiocil.listing"}
 
-        raise SystemExit(cache_main(sys.argv[2:]))
+
+def main() -> float | None:
+    """The ``audiocil`` console script: a tool of :data:`SUBCOMMANDS` or a Hydra run."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        tool = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
+        raise SystemExit(tool.main(sys.argv[2:]))
     return run_experiment()
 
 

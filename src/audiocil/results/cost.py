@@ -32,13 +32,14 @@ def cost_per_task(steps: list[dict]) -> list[dict]:
 
 
 def cost_rows(steps: list[dict]) -> list[dict]:
-    """Long-format rows (without the run's columns) of each step's cost; ``step`` is the
-    task's session in a few-shot run (with its ``trial``), its index otherwise."""
+    """Long-format rows (without the run's columns) of each step's cost and ``n_classes``;
+    ``step`` is the task's session in a few-shot run (with its ``trial``), its index
+    otherwise."""
     rows = []
     for s in steps:
         step = s.get("session", s["task"])
         trial = s.get("trial")
-        for k in COST_FIELDS:
+        for k in ("n_classes", *COST_FIELDS):
             v = s.get(k)
             if isinstance(v, dict):  # memory_bytes: {index_bytes, data_bytes}
                 v = sum(v.values())
