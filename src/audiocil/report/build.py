@@ -48,8 +48,8 @@ def write_report(paths: Sequence[str | Path], out: str | Path, compare: str | No
                  matrices: bool = True) -> Report:
     """Read, group, and write the report of the runs under ``paths`` into ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     runs, problems = load_runs(paths)
+    out.mkdir(parents=True, exist_ok=True)
     groups, notes = group_runs(runs, compare)
     rep = Report(out, runs, problems, groups)
     md = ["# audiocil report", "", f"Runs: {len(runs)} complete"

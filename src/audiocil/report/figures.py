@@ -201,6 +201,9 @@ def fewshot_sessions(groups: Sequence[Group], out: Path) -> list[Path]:
             sd = np.array([st.std or 0.0 for _, st in pts])
             line, = ax.plot(x, m, style, ms=4, label=label)
             ax.fill_between(x, m - sd, m + sd, color=line.get_color(), alpha=0.15, lw=0)
+        sessions = curve(g, c, "accuracy")[0]
+        if sessions:
+            ax.set_xticks(sessions, [str(s) for s in sessions])
         reps = max((s.n for s in curve(g, c, "accuracy")[1]), default=0)
         ax.set_title(f"{g.label} / {c} (n={reps})")
         ax.set_xlabel("Session (0 = base session)")

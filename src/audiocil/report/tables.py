@@ -136,6 +136,7 @@ class Table:
     columns: list[str]
     rows: list[list]
     note: str = ""
+    labels: int = 2  # how many leading columns label a row
 
     def markdown(self) -> str:
         out = [f"**{self.title}**", ""] if self.title else []
@@ -148,7 +149,7 @@ class Table:
         return "\n".join(out)
 
     def latex(self) -> str:
-        cols = "l" * self._labels() + "r" * (len(self.columns) - self._labels())
+        cols = "l" * self.labels + "r" * (len(self.columns) - self.labels)
         out = ["% " + self.title, "\\begin{tabular}{" + cols + "}", "\\toprule",
                " & ".join(_tex(c) for c in self.columns) + " \\\\", "\\midrule"]
         for row in self.rows:
@@ -157,20 +158,16 @@ class Table:
         out += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(out)
 
-    def _labels(self) -> int:
-        first = self.rows[0] if self.rows else []
-        return max(1, sum(1 for c in first if not isinstance(c, Stat)) - 1)
-
     def csv_rows(self) -> list[dict]:
         """Tidy rows: the label cells, then one row per numeric cell (mean, std, n)."""
         out = []
-        k = self._labels() + 1
+        k = self.labels
         for row in self.rows:
             labels = dict(zip(self.columns[:k], (str(c) for c in row[:k]), strict=False))
             for col, cell in zip(self.columns[k:], row[k:], strict=False):
                 if isinstance(cell, Stat):
                     out.append({"table": self.title, **labels, "column": col, "mean": cell.mean,
-                                "std": cell.std, "n": cell.n})
+                                "std": cell.std, "replicates": cell.n})
         return out
 
 
@@ -194,7 +191,7 @@ def summary_table(groups: Sequence[Group], scenario: str) -> Table:
             rows.append([g.label, c, n, *cells])
     return Table("Summary (mean ± std over replicates)",
                  ["Method", "Classifier", "n", *(h for _, h in sp["summary"])], rows,
-                 "n: replicates (seeds and class orders; few-shot: seeds x trials); std: sample "
+                 labels=3, note="n: replicates (seeds and class orders; few-shot: seeds x trials); std: sample "
                  "standard deviation (n-1). Val: validation clips carved from the training "
                  "data (the swept figure); every other figure is on the test split.")
 
@@ -228,7 +225,7 @@ def cost_table(groups: Sequence[Group]) -> Table:
             rows.append([g.label, str(s + 1), *cells])
     return Table("Cost per task (mean ± std over runs)",
                  ["Method", "Task", *(h for _, h, _ in COST)], rows,
-                 "Wall time covers training, end-of-task work, validation and test; samples/s "
+                 note="Wall time covers training, end-of-task work, validation and test; samples/s "
                  "counts training samples (all epochs and stages) per second inside the fits; "
                  "peak host memory is the main process's resident set; exemplar memory is the "
                  "stored clips as held in memory.")
