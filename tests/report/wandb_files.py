@@ -47,11 +47,18 @@ def records(path: Path) -> Iterator:
         yield rec
 
 
-def read_run(run_dir: Path) -> dict:
+def read_run(run_dir: Path, wait_s: float = 60.0) -> dict:
     """The run record (group, tags, name), the config keys and the history rows of the one
-    offline run under ``<run_dir>/wandb``."""
+    offline run under ``<run_dir>/wandb``, once its ``exit`` record is written (W&B's core
+    process writes the file after ``finish()`` returns)."""
+    import time
+
     files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1, f"expected one offline W&B run under {run_dir}, got {files}"
+    deadline = time.monotonic() + wait_s
+    while not any(r.WhichOneof("record_type") == "exit" for r in records(files[0])):
+        assert time.monotonic() < deadline, f"{files[0]}: no exit record after {wait_s} s"
+        time.sleep(0.5)
     out: dict = {"history": [], "config": {}, "file": files[0]}
     for r in records(files[0]):
         kind = r.WhichOneof("record_type")
