@@ -30,22 +30,26 @@ plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.grid": True,
                      "legend.fontsize": 8})
 
 
-def protocol(groups: Sequence[Group]) -> str:
-    """``dataset · classes per task · replicates`` of a set of groups."""
-    run = groups[0].runs[0]
+def setting(run: Run) -> str:
+    """The classes per task of a run's scenario (``10 base + 10 per task``)."""
     c, scen = run.config, run.scenario
     if scen == "fewshot":
-        p = (f"{c.get('scenario.base_classes')} base classes, {c.get('scenario.ways')}-way "
-             f"{c.get('scenario.shots')}-shot x {c.get('scenario.sessions') or '?'} sessions")
-        trials = c.get("scenario.trials", 1)
-        reps = f"{_seeds(groups)} x {trials} trial{'s' if trials != 1 else ''}"
-    elif scen in ("standard", "multilabel"):
+        return (f"{c.get('scenario.base_classes')} base classes, {c.get('scenario.ways')}-way "
+                f"{c.get('scenario.shots')}-shot x {c.get('scenario.sessions') or '?'} sessions")
+    if scen in ("standard", "multilabel"):
         what = "phase" if scen == "multilabel" else "task"
-        p = f"{c.get('scenario.init_cls')} base + {c.get('scenario.increment')} per {what}"
-        reps = _seeds(groups)
-    else:
-        p, reps = scen, _seeds(groups)
-    return f"{run.dataset} · {scen} · {p} · {reps}"
+        return f"{c.get('scenario.init_cls')} base + {c.get('scenario.increment')} per {what}"
+    return scen
+
+
+def protocol(groups: Sequence[Group]) -> str:
+    """``dataset · scenario · classes per task · replicates`` of a set of groups."""
+    run = groups[0].runs[0]
+    reps = _seeds(groups)
+    if run.scenario == "fewshot":
+        trials = run.config.get("scenario.trials", 1)
+        reps += f" x {trials} trial{'s' if trials != 1 else ''}"
+    return f"{run.dataset} · {run.scenario} · {setting(run)} · {reps}"
 
 
 def _seeds(groups: Sequence[Group]) -> str:
@@ -148,8 +152,8 @@ def matrix_heatmap(run: Run, classifier: str, metric: str, label: str, step_name
         return None
     trial = " (trial 1)" if run.scenario == "fewshot" else ""
     title = (f"{run.method} / {classifier}: {label.replace(' (%)', '')} matrix{trial}\n"
-             f"{run.dataset} · {run.scenario} · seed {run.seed} · class order seed "
-             f"{run.config.get('scenario.class_order_seed')} · run {run.name}")
+             f"{run.dataset} · {run.scenario} · {setting(run)} · seed {run.seed} · class order "
+             f"seed {run.config.get('scenario.class_order_seed')} · run {run.name}")
     return save(matrix_figure(R, label, step_name, title), out)
 
 
