@@ -22,9 +22,12 @@ def _run_dir(resume: str | None, fresh: str) -> str:
     return fresh
 
 
-def _output_subdir(resume: str | None, stamp: str) -> str:
-    """Hydra's record of this invocation; a resume keeps the original ``.hydra`` intact."""
-    return f".hydra-resume-{stamp}" if resume else ".hydra"
+def _output_subdir(resume: str | None, stamp: str, run_dir: str | None = None) -> str:
+    """Hydra's record of this invocation; a resume keeps the original ``.hydra`` intact, and
+    so does a new invocation pointed at a directory that already has one (it is refused)."""
+    if resume:
+        return f".hydra-resume-{stamp}"
+    return f".hydra-{stamp}" if run_dir and (Path(run_dir) / ".hydra").exists() else ".hydra"
 
 
 def compose(overrides: list[str]):

@@ -185,7 +185,8 @@ def run_in(cfg: DictConfig, run_dir: Path) -> dict:
             "seed": cfg.seed, "backbone": cfg.backbone.name, "class_order": order,
             "class_names": [dataset.class_names[c] for c in order],
             "tasks": [list(t.classes) for t in tasks],
-            "skipped_files": {k: len(v) for k, v in dm.skipped.items()}}
+            "skipped_files": {k: len(v) for k, v in dm.skipped.items()},
+            "skipped_missing": dict(dataset.info.get("skipped_missing", {}))}
     strategy = build_strategy(cfg, scenario.objective)
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False
     if logger:
