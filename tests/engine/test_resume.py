@@ -106,7 +106,9 @@ def test_sigterm_mid_task_saves_a_checkpoint_and_resume_matches(reference):
     run_dir = root / "sigterm"
     out = signal_when(cli(root, run_dir), run_dir / "checkpoints/task_1/last.ckpt", signal.SIGTERM)
     assert out.returncode == 128 + signal.SIGTERM, out.stderr[-3000:]
-    assert "audiocil: preempted: stopped by SIGTERM at the end of epoch" in out.stderr
+    # at the end of an epoch: ours (after the epoch checkpoint), or Lightning's own SIGTERM
+    # check right after it when the signal lands between the two
+    assert "audiocil: preempted: stopped by SIGTERM" in out.stderr
     assert "Traceback" not in out.stderr
     assert (run_dir / "PREEMPTED").exists() and not (run_dir / "FAILED").exists()
     assert not (run_dir / "checkpoints" / "task_1.pt").exists()  # it stopped inside task 1

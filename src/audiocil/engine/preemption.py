@@ -140,7 +140,9 @@ def guard(run_dir: Path, is_rank_zero: bool = True):
         yield preemption
     except (Preempted, SIGTERMException) as err:
         stop = err if isinstance(err, Preempted) else Preempted(
-            preemption.signum or signal.SIGTERM, "(Lightning stopped the epoch)")
+            preemption.signum or signal.SIGTERM,
+            "(Lightning's own SIGTERM check stopped its loop; the run continues from its last "
+            "epoch checkpoint)")
         name = signal.Signals(stop.signum).name
         text = (f"stopped by {name} {stop.where}; continue with: python -m audiocil "
                 f"resume={run_dir}  (or the same command again in the same directory)")
