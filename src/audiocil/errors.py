@@ -73,13 +73,16 @@ class ResumeError(UserError):
 
 def find_user_error(err: BaseException | None) -> UserError | None:
     """The :class:`UserError` behind ``err``: itself, or the first one in its chain of causes
-    (Hydra's ``instantiate`` and OmegaConf's resolvers wrap what they call)."""
+    (Hydra's ``instantiate`` and OmegaConf's resolvers wrap what they call). An error raised
+    while another was being handled is not its wrapper: only Hydra's and OmegaConf's own
+    errors are followed to their context, so a bug in an ``except`` block keeps its traceback."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, UserError):
             return err
         seen.add(id(err))
-        err = err.__cause__ or err.__context__
+        wrapper = type(err).__module__.split(".")[0] in ("hydra", "omegaconf")
+        err = err.__cause__ or (err.__context__ if wrapper else None)
     return None
 
 
