@@ -17,7 +17,7 @@ from audiocil.data.datamodule import CILDataModule
 from audiocil.data.frontend import Frontend, LogMel, SpecAugment
 from audiocil.engine import checkpoints, preemption, rundir
 from audiocil.engine.sequencer import TaskSequencer
-from audiocil.errors import ConfigError
+from audiocil.errors import ConfigError, ResumeError
 from audiocil.results import atomic_write_text, write_outputs
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,11 @@ def resolve_run(cfg: DictConfig, hydra_dir: Path) -> tuple[DictConfig, Path]:
         run_dir = rundir.check_resume_target(cfg.resume)  # refused before anything is written
         log.info("resuming %s with its own config.yaml (other overrides are ignored)", run_dir)
         saved = OmegaConf.load(run_dir / "config.yaml")
-        validate_run(saved)
+        try:
+            validate_run(saved)
+        except ConfigError as err:  # the run's own config: overrides cannot fix it
+            raise ResumeError(f"resume={cfg.resume}: its config.yaml does not pass the start-up "
+                              f"checks of this audiocil:\n{err}") from err
         rundir.clear_preempted(run_dir)
         return saved, run_dir  # type: ignore[return-value]
     run_dir = hydra_dir
