@@ -41,7 +41,7 @@ def test_backbone_configs_build_and_report_their_size(backbone, shared_root):
     cfg = compose_cfg([*TINY, f"backbone={backbone}"], shared_root)
     net = build_named(cfg.backbone).eval()
     with torch.no_grad():
-        out = net(torch.randn(2, 1, 64, 100))
+        out = net(torch.randn(2, 1, cfg.dataset.frontend.n_mels, 100))  # cnn14 follows the front end
     assert out.shape == (2, net.out_dim)
 
 

@@ -232,6 +232,10 @@ SCHEDULE: dict[str, Spec] = {
 MEMORY: dict[str, Spec] = {"size": Opt(Int(1)), "per_class": Opt(Int(1)),
                            "selection": Choice("herding", "random")}
 
+_MEMORY_WHY = {
+    "size": " (the exemplars kept for all classes together; null when method.memory.per_class is set)",
+    "per_class": " (the exemplars kept of each class; null when method.memory.size is set)"}
+
 _FLAGS = {"new_classes_only_ce": Bool(), "kd_scale_t2": Bool()}
 #: ranges of the methods written before ``config_ranges`` (keys relative to ``method``)
 METHOD_RANGES: dict[str, dict[str, Spec]] = {
@@ -407,7 +411,7 @@ def _check_method(method: dict, problems: _Problems):
     if isinstance(memory, dict):
         for k, spec in MEMORY.items():
             if k in memory:
-                problems.check(f"method.memory.{k}", memory[k], spec)
+                problems.check(f"method.memory.{k}", memory[k], spec, _MEMORY_WHY.get(k, ""))
         if memory.get("size") is None and memory.get("per_class") is None and needs_memory:
             problems.append("method.memory: set method.memory.size or method.memory.per_class "
                             f"(method={method.get('name')} replays exemplars)")

@@ -384,7 +384,8 @@ def test_the_command_line_prints_one_block_and_exits_2(tmp_path):
                          env=env, capture_output=True, text=True)
     assert out.returncode == EXIT_USER_ERROR
     assert out.stderr.strip().splitlines()[-3:] == [
-        "audiocil: config error: method.memory.size=-5: must be a whole number >= 1, or null",
+        "audiocil: config error: method.memory.size=-5: must be a whole number >= 1, or null (the "
+        "exemplars kept for all classes together; null when method.memory.per_class is set)",
         f"run directory {tmp_path / 'run'}: marked failed (FAILED); nothing to resume",
         "(AUDIOCIL_TRACEBACK=1 shows the traceback)"]
     out = subprocess.run([sys.executable, "-m", "audiocil", "check", "seed=-1"],
