@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from audiocil.data.cache import cached_array
+from audiocil.data.cache import cached_array, launch_rank
 from audiocil.data.catalog import SPLITS, AudioDataset
 from audiocil.data.samplers import EpisodeBatchSampler
 
@@ -117,31 +117,6 @@ class MappedFeatures:
         self._since_release = 0
         if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
             self._map.madvise(mmap.MADV_DONTNEED)
-
-
-def launch_rank() -> int:
-    """This process's global rank as its launcher set it, before any Trainer exists.
-
-    Lightning's cluster environments (SLURM, TorchElastic/torchrun, LSF, MPI, Kubeflow)
-    are asked first; otherwise the variables Lightning's own launcher sets (``NODE_RANK``,
-    ``LOCAL_RANK``; a process it starts on node ``k > 0`` is never rank 0). 0 when nothing
-    says otherwise (one process, or the first process of a Lightning-launched run).
-    """
-    from lightning.fabric.plugins import environments as E
-
-    for name in ("SLURMEnvironment", "TorchElasticEnvironment", "LSFEnvironment",
-                 "KubeflowEnvironment", "MPIEnvironment"):
-        env_cls = getattr(E, name, None)
-        try:
-            if env_cls is not None and env_cls.detect():
-                return int(env_cls().global_rank())
-        except Exception:  # noqa: BLE001 - a half-configured environment: fall through
-            continue
-    for var in ("RANK", "GLOBAL_RANK"):
-        if os.environ.get(var):
-            return int(os.environ[var])
-    node, local = int(os.environ.get("NODE_RANK", 0) or 0), int(os.environ.get("LOCAL_RANK", 0) or 0)
-    return 0 if node == 0 and local == 0 else max(1, node)
 
 
 class ArrayDataset(Dataset):
