@@ -355,6 +355,18 @@ def test_version_2_colouring_matches_the_version_1_gain_curve():
     assert np.allclose(v1, v2, atol=1e-4)
 
 
+def test_write_wav_is_a_16_bit_wav_soundfile_reads_back(tmp_path):
+    from audiocil.data.embedded import write_wav
+
+    x = np.clip(np.random.default_rng(0).standard_normal(16003) * 0.3, -1, 0.999).astype(np.float32)
+    write_wav(tmp_path / "a.wav", x, 16000)
+    info = sf.info(str(tmp_path / "a.wav"))
+    assert (info.samplerate, info.frames, info.channels, info.subtype) == (16000, 16003, 1, "PCM_16")
+    y, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32")
+    assert np.abs(y - x).max() <= 0.5 / 32768 + 1e-9
+    assert (tmp_path / "a.wav").stat().st_size == 44 + 2 * 16003
+
+
 def test_progress_prints_a_line_per_ten_percent_off_a_terminal(capsys):
     lines = []
     with Progress(1000, "[x] rendering", lines.append, unit="clips") as bar:

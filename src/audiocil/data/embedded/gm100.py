@@ -65,7 +65,7 @@ import numpy as np
 import soundfile as sf
 
 from audiocil.data.catalog import AudioDataset
-from audiocil.data.embedded import Progress, cached_build, read_manifest
+from audiocil.data.embedded import Progress, cached_build, read_manifest, write_wav
 from audiocil.data.embedded import soundfont as S
 from audiocil.data.embedded.variation import Variation, draw, record, vary
 
@@ -196,8 +196,11 @@ def _render_instrument(task: dict) -> dict:
                 rng, drawn = chain
                 wave = record(clean, SAMPLE_RATE, params, drawn, rng)
             note_str = f"{inst}-{pitch:03d}-{velocity:03d}"
-            sf.write(out_dir / SPLIT_DIRS[split] / "audio" / f"{note_str}.wav", wave,
-                     SAMPLE_RATE, subtype="PCM_16")
+            path = out_dir / SPLIT_DIRS[split] / "audio" / f"{note_str}.wav"
+            if version == 1:
+                sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16")
+            else:
+                write_wav(path, wave, SAMPLE_RATE)
             records[split].append({"note_str": note_str, "pitch": pitch, "velocity": velocity,
                                    "qualities": _envelope_qualities(clean, drawn)})
     return {"program": program, "records": records, "silent_notes": silent,

@@ -45,7 +45,7 @@ import numpy as np
 import soundfile as sf
 
 from audiocil.data.catalog import SPLITS, AudioDataset, ClipTable
-from audiocil.data.embedded import Progress, cached_build, read_manifest
+from audiocil.data.embedded import Progress, cached_build, read_manifest, write_wav
 from audiocil.data.embedded import soundfont as S
 from audiocil.data.embedded.variation import Variation, draw, record, vary
 
@@ -167,12 +167,13 @@ def _render_chunk(task: dict) -> dict:
             present.add(ev["class"])
         rng = np.random.default_rng([int(task["seed"]), 201, SPLITS.index(plan["split"]),
                                      plan["index"]])
+        path = Path(task["out_dir"]) / "audio" / plan["split"] / f"{plan['name']}.wav"
         if task["engine"] == "midirenderer":  # version 1
             wave, _ = vary(mix, SAMPLE_RATE, params, rng, detune_ok=False)
+            sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16")
         else:
             wave = record(mix, SAMPLE_RATE, params, draw(params, rng, detune_ok=False), rng)
-        sf.write(Path(task["out_dir"]) / "audio" / plan["split"] / f"{plan['name']}.wav", wave,
-                 SAMPLE_RATE, subtype="PCM_16")
+            write_wav(path, wave, SAMPLE_RATE)
         rows.append((plan["split"], f"{plan['name']}.wav", sorted(present)))
     return {"rows": rows, "quiet_events": quiet, "seconds": time.monotonic() - t0,
             "cpu_seconds": time.process_time() - c0, "n": len(task["plans"])}
