@@ -101,6 +101,9 @@ def test_mmap_serves_what_the_copy_serves(datamodules):
     batches = [[list(dm.train_dataloader()), list(dm.test_dataloader())] for dm in (copy, mapped)]
     for (x1, y1, i1), (x2, y2, i2) in zip(*(b[0] + b[1] for b in batches), strict=True):
         assert torch.equal(x1, x2) and torch.equal(y1, y2) and torch.equal(i1, i2)
+    mapped.num_workers = 1  # a forked DataLoader worker reads the same map
+    assert all(torch.equal(a[0], b[0]) for a, b in
+               zip(mapped.train_dataloader(), batches[0][0], strict=True))
     m1, s1 = copy.first_task_stats([0, 1])
     m2, s2 = mapped.first_task_stats([0, 1])
     assert torch.equal(m1, m2) and torch.equal(s1, s2)

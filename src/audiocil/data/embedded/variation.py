@@ -23,6 +23,7 @@ import functools
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+import scipy.signal  # noqa: F401 - imported here, once (workers forked later inherit it)
 
 
 @dataclass(frozen=True)
@@ -276,8 +277,8 @@ def record(wave: np.ndarray, sample_rate: int, params: Variation, drawn: dict,
 
     In one FFT of length ``N >= len(wave) + len(room) - 1``: the room (a linear
     convolution, truncated to the clip), the tilt and EQ (the same zero-phase gain curve
-    as :func:`colour`) and coloured noise drawn in the frequency domain (complex Gaussian
-    bins shaped by ``k ** -(slope / 2)``, as :func:`coloured_noise` shapes white noise) at
+    as :func:`colour`) and coloured noise drawn in the frequency domain (unit bins of random
+    phase shaped by ``k ** -(slope / 2)``, as :func:`coloured_noise` shapes white noise) at
     ``snr_db`` against the clean clip's mean power (both by Parseval, over the clip's
     length). Then the clip's peak is set to ``gain_db`` (so nothing is clipped). Three real
     FFTs, in float32.
@@ -306,8 +307,12 @@ def record(wave: np.ndarray, sample_rate: int, params: Variation, drawn: dict,
     if params.snr_db_min < 200 and drawn["snr_db"] < 200:
         power = _energy(spec, n_fft) / n
         if power > 0:
-            noise = rng.standard_normal(2 * len(spec), dtype=np.float32).view(np.complex64)
-            noise[0] = noise[0].real
+            # white noise as unit bins of random phase (a flat spectrum: its samples are
+            # Gaussian by the central limit theorem), then coloured
+            phase = rng.random(len(spec), dtype=np.float32) * np.float32(2 * np.pi)
+            noise = np.empty(len(spec), np.complex64)
+            noise.real, noise.imag = np.cos(phase), np.sin(phase)
+            noise[0] = 0.0
             noise *= np.exp(np.float32(-drawn["noise_slope"] / 2.0) * log_k)
             noise_power = _energy(noise, n_fft) / n_fft
             spec += noise * np.float32(np.sqrt(power / 10 ** (drawn["snr_db"] / 10.0)
