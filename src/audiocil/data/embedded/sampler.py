@@ -263,15 +263,16 @@ def _voice(sf: SoundFont, g: np.ndarray, ig: np.ndarray, smp: dict, key: int, ve
 
 
 # ---- the kernel --------------------------------------------------------------------------
-@numba.njit(cache=True, fastmath=False)
-def envelope(t, delay, attack, hold, decay, sustain, released, t_rel, level_rel, vol):
-    # DAHDSR value at time t; vol: the volume envelope (exponential decay/release,
-    # -9.226 nepers over the decay time, as rustysynth) else the modulation envelope
-    # (linear). Returns the value.
+@numba.njit(cache=True)
+def _envelope(t, delay, attack, hold, decay, sustain, released, t_rel, level_rel, vol):
+    """DAHDSR envelope value at time ``t`` (s). ``vol``: the volume envelope (exponential
+    decay and release, -9.226 nepers over the decay time, as rustysynth), else the
+    modulation envelope (linear). Once ``released`` (at ``t_rel``, from ``level_rel``),
+    ``decay`` holds the release time."""
     if released:
         dt = t - t_rel
         if vol:
-            x = -9.226 / decay * dt if decay > 0 else 0.0  # decay holds the release time
+            x = -9.226 / decay * dt if decay > 0 else 0.0
             return level_rel * (math.exp(x) if x >= _LOG_NON_AUDIBLE else 0.0)
         return max(level_rel * (1.0 - dt / decay), 0.0) if decay > 0 else 0.0
     if t < delay:
@@ -286,8 +287,10 @@ def envelope(t, delay, attack, hold, decay, sustain, released, t_rel, level_rel,
         return max(math.exp(x) if x >= _LOG_NON_AUDIBLE else 0.0, sustain)
     return max(1.0 - dt / decay, sustain) if decay > 0 else sustain
 
-@numba.njit(cache=True, fastmath=False)
-def lfo(t, delay, freq):
+
+@numba.njit(cache=True)
+def _lfo(t, delay, freq):
+    """Triangle LFO in [-1, 1], starting at 0 after ``delay``."""
     if freq <= 1e-3 or t < delay:
         return 0.0
     phase = ((t - delay) * freq) % 1.0
@@ -297,59 +300,58 @@ def lfo(t, delay, freq):
         return 4.0 * (0.5 - phase)
     return 4.0 * (phase - 1.0)
 
-@numba.njit(cache=True, fastmath=False)
-def render(out, wave, v, key, detune, off_sample, rate):
-    """Add one voice into ``out`` (float32, mono) from sample 0; note-off at
-    ``off_sample``. Returns the number of samples the voice sounded."""
+
+@numba.njit(cache=True)
+def _render(out, wave, v, key, detune, off_sample, rate):
+    """Add one voice (parameters ``v``, laid out as :data:`V_FIELDS`) into ``out``
+    (float32, mono) from sample 0, note-off at ``off_sample``, pitch ``key + detune``
+    (semitones). Envelopes, LFOs, filter and gain are updated every :data:`BLOCK` samples,
+    as rustysynth does. Returns the number of samples the voice sounded."""
+    (start, end, start_loop, end_loop, loop_mode, rate_ratio, root_key, tune, scale,
+     note_gain, cutoff, resonance, vib_pitch, mod_pitch, env_pitch, mod_cutoff, env_cutoff,
+     mod_volume, gain_l, gain_r, ve_delay, ve_attack, ve_hold, ve_decay, ve_sustain,
+     ve_release, me_delay, me_attack, me_hold, me_decay, me_sustain, me_release, vib_delay,
+     vib_freq, mod_delay, mod_freq) = v
     n = out.shape[0]
-    start, end = int(v[0]), min(int(v[1]), wave.shape[0] - 1)
-    start_loop, end_loop = int(v[2]), int(v[3])
-    loop_mode = int(v[4])
-    looping = loop_mode == 1 or loop_mode == 3
-    if not start <= start_loop < end_loop <= end:
-        looping = False
-    last = end  # a non-looping voice stops when it reaches its sample's end
-    pos = float(start)
-    cutoff, resonance = v[10], v[11]
+    last = min(int(end), wave.shape[0] - 1)  # a non-looping voice stops at its sample's end
+    start_loop, end_loop = int(start_loop), int(end_loop)
+    looping = (loop_mode == 1 or loop_mode == 3) and int(start) <= start_loop < end_loop <= last
+    pos = float(int(start))
     q = resonance - (1.0 - 1.0 / math.sqrt(2.0)) / (1.0 + 6.0 * (resonance - 1.0))
     x1 = x2 = y1 = y2 = 0.0
     a0 = a1 = a2 = a3 = a4 = 0.0
     smoothed = cutoff
-    mono = 0.5 * (v[18] + v[19]) * MASTER_VOLUME * _CHANNEL_GAIN
-    prev_gain = -1.0
-    released = False
-    ve_rel_t = 0.0
-    ve_rel_level = 0.0
-    me_rel_level = 0.0
-    ve_value = 0.0
-    me_value = 0.0
-    block = np.zeros(BLOCK, np.float64)
-    dynamic_cutoff = v[15] != 0.0 or v[16] != 0.0
+    mono = 0.5 * (gain_l + gain_r) * MASTER_VOLUME * _CHANNEL_GAIN  # mean of the pan pair
+    dynamic_cutoff = mod_cutoff != 0.0 or env_cutoff != 0.0
     filter_on = False
+    released = False
+    t_rel = ve_level = me_level = ve_value = me_value = 0.0
+    prev_gain = -1.0
+    block = np.zeros(BLOCK, np.float64)
     written = 0
     for b0 in range(0, n, BLOCK):
-        t = b0 / rate  # time of this block's start
         if not released and b0 >= off_sample and b0 >= rate // 500:
             released = True
-            ve_rel_t, ve_rel_level, me_rel_level = t, ve_value, me_value
+            t_rel, ve_level, me_level = b0 / rate, ve_value, me_value
             if loop_mode == 3:
                 looping = False
         tb = (b0 + BLOCK) / rate  # rustysynth evaluates the envelopes at the block's end
         if released:
-            ve_value = envelope(tb, 0.0, 0.0, 0.0, v[25], 0.0, True, ve_rel_t,
-                                ve_rel_level, True)
-            me_value = envelope(tb, 0.0, 0.0, 0.0, v[31], 0.0, True, ve_rel_t,
-                                me_rel_level, False)
+            ve_value = _envelope(tb, 0.0, 0.0, 0.0, ve_release, 0.0, True, t_rel, ve_level,
+                                 True)
+            me_value = _envelope(tb, 0.0, 0.0, 0.0, me_release, 0.0, True, t_rel, me_level,
+                                 False)
         else:
-            ve_value = envelope(tb, v[20], v[21], v[22], v[23], v[24], False, 0.0, 0.0, True)
-            me_value = envelope(tb, v[26], v[27], v[28], v[29], v[30], False, 0.0, 0.0,
-                                False)
-        if (released or tb >= v[20] + v[21] + v[22]) and ve_value <= NON_AUDIBLE:
+            ve_value = _envelope(tb, ve_delay, ve_attack, ve_hold, ve_decay, ve_sustain, False,
+                                 0.0, 0.0, True)
+            me_value = _envelope(tb, me_delay, me_attack, me_hold, me_decay, me_sustain, False,
+                                 0.0, 0.0, False)
+        if (released or tb >= ve_delay + ve_attack + ve_hold) and ve_value <= NON_AUDIBLE:
             break
-        vib = lfo(tb, v[32], v[33])
-        mod = lfo(tb, v[34], v[35])
-        pitch = key + detune + v[12] * vib + v[13] * mod + v[14] * me_value
-        ratio = v[5] * 2.0 ** ((v[8] * (pitch - v[6]) + v[7]) / 12.0)
+        vib = _lfo(tb, vib_delay, vib_freq)
+        mod = _lfo(tb, mod_delay, mod_freq)
+        pitch = key + detune + vib_pitch * vib + mod_pitch * mod + env_pitch * me_value
+        ratio = rate_ratio * 2.0 ** ((scale * (pitch - root_key) + tune) / 12.0)
         # oscillator: linear interpolation, looping between start_loop and end_loop
         m = min(BLOCK, n - b0)
         ended = False
@@ -373,14 +375,14 @@ def render(out, wave, v, key, detune, off_sample, rate):
                 x = wave[i]
                 block[k] = x + (pos - i) * (wave[i + 1] - x)
                 pos += ratio
-        # low-pass filter (RBJ biquad), its cutoff following the LFO and envelope
+        # resonant low-pass (RBJ biquad), its cutoff following the LFO and the envelope
         c = cutoff
         if dynamic_cutoff:
-            c = cutoff * 2.0 ** ((v[15] * mod + v[16] * me_value) / 1200.0)
-            c = min(max(c, 0.5 * smoothed), 2.0 * smoothed)
+            c = cutoff * 2.0 ** ((mod_cutoff * mod + env_cutoff * me_value) / 1200.0)
+            c = min(max(c, 0.5 * smoothed), 2.0 * smoothed)  # at most x2 per block
             smoothed = c
         if c < 0.499 * rate:
-            if not filter_on or dynamic_cutoff or b0 == 0:
+            if not filter_on or dynamic_cutoff:
                 w = 2.0 * math.pi * c / rate
                 cw, alpha = math.cos(w), math.sin(w) / (2.0 * q)
                 norm = 1.0 + alpha
@@ -400,12 +402,12 @@ def render(out, wave, v, key, detune, off_sample, rate):
             if m >= 2:
                 x2, x1 = block[m - 2], block[m - 1]
                 y2, y1 = x2, x1
-        gain = v[9] * ve_value * mono
-        if v[17] > 0.05:
-            gain *= 10.0 ** (v[17] * mod / 20.0)
+        gain = note_gain * ve_value * mono
+        if mod_volume > 0.05:
+            gain *= 10.0 ** (mod_volume * mod / 20.0)
         if prev_gain < 0.0:
             prev_gain = gain
-        step = (gain - prev_gain) / BLOCK
+        step = (gain - prev_gain) / BLOCK  # a linear ramp across the block
         for k in range(m):
             out[b0 + k] += np.float32((prev_gain + step * k) * block[k])
         prev_gain = gain
@@ -415,18 +417,15 @@ def render(out, wave, v, key, detune, off_sample, rate):
     return written
 
 
-def kernel():
-    """The render kernel (compiled, or loaded from numba's disk cache, on first call)."""
-    return render
-
-
 def warm_up() -> None:
     """Compile the kernel now (before forking workers, so that they inherit it)."""
-    out = np.zeros(BLOCK * 2, np.float32)
     v = np.zeros(len(V_FIELDS))
-    v[1] = v[3] = 4
-    v[5] = v[9] = v[21] = v[25] = v[27] = v[31] = 1.0
-    kernel()(out, np.zeros(8, np.float32), v, 60.0, 0.0, BLOCK, RENDER_RATE)
+    v[_V["end"]] = v[_V["end_loop"]] = 4
+    for name in ("rate_ratio", "note_gain", "ve_attack", "ve_release", "me_attack",
+                 "me_release"):
+        v[_V[name]] = 1.0
+    _render(np.zeros(BLOCK * 2, np.float32), np.zeros(8, np.float32), v, 60.0, 0.0, BLOCK,
+            RENDER_RATE)
 
 
 def render_note(sf: SoundFont, program: int, pitch: int, velocity: int, hold: float,
@@ -435,8 +434,7 @@ def render_note(sf: SoundFont, program: int, pitch: int, velocity: int, hold: fl
     """One note, dry and mono, at ``rate``: (round(length * rate),) float32."""
     n = int(round(length * rate))
     out = np.zeros(n, np.float32)
-    render = kernel()
     off = int(round(hold * rate))
     for v in voices(sf, program, pitch, velocity, is_drum, rate):
-        render(out, sf.wave, v, float(pitch), float(detune_cents) / 100.0, off, rate)
+        _render(out, sf.wave, v, float(pitch), float(detune_cents) / 100.0, off, rate)
     return out
