@@ -147,5 +147,5 @@ def validate_run(cfg) -> None:
         raise TypeError(f"method class {cls.__name__} does not declare the scenarios it "
                         "supports (a class attribute `scenarios = (...)`)")
     if cfg.scenario.name not in supported:
-        raise ConfigError(f"method={cfg.method.name} does not support scenario={cfg.scenario.name} "
+        raise ConfigError(f"method {cls.__name__} does not support scenario={cfg.scenario.name} "
                           f"(it supports: {', '.join(supported)}); pick another method or scenario")

@@ -166,7 +166,7 @@ RANGES = [
     (["dataset.frontend.n_mels=0"], "dataset.frontend.n_mels=0: must be a whole number >= 1"),
     (["dataset.on_bad_file=ignore"], "dataset.on_bad_file=ignore: must be one of error|skip"),
     (["backbone.dropout=1.5"], "backbone.dropout=1.5: must be a number in [0, 1)"),
-    (["method=joint", "scenario=fewshot"], "method=joint does not support scenario=fewshot (it supports: standard)"),
+    (["method=joint", "scenario=fewshot"], "method Joint does not support scenario=fewshot (it supports: standard)"),
 ]
 
 
