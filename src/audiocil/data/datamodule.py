@@ -72,7 +72,6 @@ class MappedFeatures:
         with open(self.path, "rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.array = np.ndarray(shape, dtype=dtype, buffer=self._map, offset=offset)
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
         self._since_release = 0
 
     def __getstate__(self) -> dict:  # spawned DataLoader workers reopen the file
@@ -99,10 +98,10 @@ class MappedFeatures:
     def __getitem__(self, idx) -> torch.Tensor:
         if isinstance(idx, torch.Tensor):
             idx = idx.numpy()
-        if isinstance(idx, (int, np.integer)):
-            out = np.array(self.array[int(idx)])
-        else:
-            out = np.array(self.array[np.asarray(idx) if isinstance(idx, list) else idx])
+        if isinstance(idx, (int, np.integer, slice)):
+            out = np.array(self.array[int(idx) if not isinstance(idx, slice) else idx])
+        else:  # an index array: numpy's take already copies
+            out = self.array[np.asarray(idx)]
         self._account(out.nbytes)
         return torch.from_numpy(out)
 
