@@ -51,7 +51,7 @@ def run_method(method: str, root: Path, run_dir: Path, monkeypatch, *extra: str)
         f"method.first_task.epochs={EPOCHS}", f"method.later_tasks.epochs={EPOCHS}",
         "method.first_task.scheduler.milestones=[100]", "method.later_tasks.scheduler.milestones=[100]",
         "method.first_task.optimizer.lr=0.05", "method.later_tasks.optimizer.lr=0.05",
-        "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=0",
+        "trainer.limit_train_batches=1.0", "trainer.max_steps=-1", "trainer.limit_val_batches=0",
         *extra,
     ]
     return run(compose(overrides), run_dir)
