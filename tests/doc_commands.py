@@ -53,7 +53,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from audiocil.config import CONFIG_DIR, compose
+from audiocil.config import CONFIG_DIR, compose, validate
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "illustrative"
@@ -330,11 +330,11 @@ class Checker:
         if prog == "make":
             return self._make(args)
         if prog == "audiocil":
-            return self._hydra(args)
+            return self._hydra(args[1:] if args[:1] == ["check"] else args)
         if args[:1] == ["-m"]:
             module = args[1]
-            if module == "audiocil":
-                return self._hydra(args[2:])
+            if module == "audiocil":  # `audiocil check ...` composes what a run would
+                return self._hydra(args[3:] if args[2:3] == ["check"] else args[2:])
             return self._argparse(importlib.import_module(module), module, args[2:])
         script = self.repo / args[0]
         if not script.is_file():
@@ -433,6 +433,7 @@ class Checker:
             assert isinstance(tree, dict)
             _walk_targets(tree)
             inspect.signature(L.Trainer).bind_partial(**tree["trainer"])
+            validate(cfg)  # every value in range, as a run checks it at start-up
             supported = getattr(get_class(cfg.method._target_), "scenarios", ("standard",))
             if cfg.scenario.name not in supported:  # as audiocil.run.check_support at start-up
                 return (f"method={cfg.method.name} does not support scenario={cfg.scenario.name} "

@@ -41,7 +41,7 @@ def test_backbone_configs_build_and_report_their_size(backbone, shared_root):
     cfg = compose_cfg([*TINY, f"backbone={backbone}"], shared_root)
     net = build_named(cfg.backbone).eval()
     with torch.no_grad():
-        out = net(torch.randn(2, 1, 64, 100))
+        out = net(torch.randn(2, 1, cfg.dataset.frontend.n_mels, 100))  # cnn14 follows the front end
     assert out.shape == (2, net.out_dim)
 
 
@@ -149,3 +149,18 @@ def test_dataset_on_bad_file_and_soundfont_reach_the_loader(dataset, shared_root
     assert loader.get("soundfont", "/sf/any.sf2") == "/sf/any.sf2"
     assert compose_cfg([f"dataset={dataset}", "dataset.loader.on_bad_file=skip"],
                        shared_root).dataset.loader.on_bad_file == "skip"
+
+
+@pytest.mark.parametrize("method", names("method"))
+def test_method_defaults_pass_the_schema(method, shared_root):
+    """A method's shipped yaml passes the start-up checks in every scenario it declares (a
+    closed-form stage it forgot to declare, or a rehearsal method without a memory, fails)."""
+    from hydra.utils import get_class
+
+    from audiocil.schema import validate
+
+    cls = get_class(compose_cfg([f"method={method}"], shared_root).method._target_)
+    extra = {"standard": [], "fewshot": ["experiment=gm100_fscil"],
+             "multilabel": ["experiment=gmmix50_iodfd"]}
+    for scenario in cls.scenarios:
+        validate(compose_cfg([*extra[scenario], f"method={method}"], shared_root))

@@ -12,11 +12,12 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from audiocil.config import check_method_config
+from audiocil.config import check_against_tasks, validate_run
 from audiocil.data.datamodule import CILDataModule
 from audiocil.data.frontend import Frontend, LogMel, SpecAugment
-from audiocil.engine import checkpoints
+from audiocil.engine import checkpoints, preemption, rundir
 from audiocil.engine.sequencer import TaskSequencer
+from audiocil.errors import ConfigError, ResumeError
 from audiocil.results import atomic_write_text, write_outputs
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def check_support(method, scenario) -> None:
                         "supports (a class attribute `scenarios = (...)`)")
     supported = cls.__dict__["scenarios"]
     if name not in supported:
-        raise ValueError(
+        raise ConfigError(
             f"method {cls.__name__} does not support scenario={name} "
             f"(it supports: {', '.join(supported)}); pick another method or scenario")
 
@@ -131,33 +132,56 @@ def resolve_run(cfg: DictConfig, hydra_dir: Path) -> tuple[DictConfig, Path]:
         run_dir = Path(os.environ[RUN_DIR_ENV])
         return OmegaConf.load(run_dir / "config.yaml"), run_dir  # type: ignore[return-value]
     if cfg.resume:
-        run_dir = Path(cfg.resume)
-        saved = run_dir / "config.yaml"
-        if not saved.exists():
-            raise FileNotFoundError(
-                f"resume={cfg.resume}: no config.yaml there. Point resume= at the run directory "
-                "of an earlier run (it holds config.yaml, checkpoints/ and results.json).")
+        run_dir = rundir.check_resume_target(cfg.resume)  # refused before anything is written
         log.info("resuming %s with its own config.yaml (other overrides are ignored)", run_dir)
-        return OmegaConf.load(saved), run_dir  # type: ignore[return-value]
+        saved = OmegaConf.load(run_dir / "config.yaml")
+        try:
+            validate_run(saved)
+        except ConfigError as err:  # the run's own config: overrides cannot fix it
+            raise ResumeError(f"resume={cfg.resume}: its config.yaml does not pass the start-up "
+                              f"checks of this audiocil:\n{err}") from err
+        rundir.clear_preempted(run_dir)
+        return saved, run_dir  # type: ignore[return-value]
     run_dir = hydra_dir
+    if rundir.continues_preempted(run_dir, OmegaConf.to_container(cfg, resolve=True)):  # type: ignore[arg-type]
+        log.info("continuing the preempted run in %s (the same config)", run_dir)
+        rundir.clear_preempted(run_dir)
+        return OmegaConf.load(run_dir / "config.yaml"), run_dir  # type: ignore[return-value]
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return cfg, run_dir
 
 
 def run(cfg: DictConfig, hydra_dir: Path) -> dict:
-    """Run (or resume) one experiment and return its ``results.json`` content."""
+    """Run (or resume) one experiment and return its ``results.json`` content.
+
+    Every config value is validated (:func:`audiocil.config.validate_run`) before anything is
+    written, built or loaded. A run that stops by an error before it saved any checkpoint is
+    marked ``FAILED``; one stopped by a preemption signal is marked ``PREEMPTED`` and exits
+    with ``128 + signal`` (:mod:`audiocil.engine.rundir`, :mod:`audiocil.engine.preemption`).
+    """
+    hydra_dir, lead = Path(hydra_dir), not _is_ddp_worker()
+    if not cfg.resume and lead:  # Hydra made the directory: say there why nothing ran
+        with rundir.failure_marked(hydra_dir, lambda: hydra_dir.is_dir()
+                                   and not (hydra_dir / rundir.CONFIG).exists()):
+            validate_run(cfg)
     cfg, run_dir = resolve_run(cfg, hydra_dir)
+    with rundir.failure_marked(run_dir, lambda: lead and not rundir.has_progress(run_dir)), \
+            preemption.guard(run_dir, is_rank_zero=lead):
+        return run_in(cfg, run_dir)
+
+
+def run_in(cfg: DictConfig, run_dir: Path) -> dict:
+    """The run itself, in its resolved directory (see :func:`run`)."""
     os.environ[RUN_DIR_ENV] = str(run_dir)
     torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    # everything that can be refused without data is refused before any dataset is built
-    check_support(cfg.method._target_, cfg.scenario.name)
-    check_method_config(cfg.method)
+    # everything that can be refused without data was refused before (validate_run)
     dataset = instantiate(cfg.dataset.loader)
     scenario = build_named(cfg.scenario)
     order, tasks = scenario.make_tasks(dataset)
+    check_against_tasks(cfg, tasks)  # values that depend on the classes, before any cache build
     dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
                        cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
                        num_workers=cfg.data.num_workers, seed=cfg.seed,
@@ -168,7 +192,8 @@ def run(cfg: DictConfig, hydra_dir: Path) -> dict:
             "seed": cfg.seed, "backbone": cfg.backbone.name, "class_order": order,
             "class_names": [dataset.class_names[c] for c in order],
             "tasks": [list(t.classes) for t in tasks],
-            "skipped_files": {k: len(v) for k, v in dm.skipped.items()}}
+            "skipped_files": {k: len(v) for k, v in dm.skipped.items()},
+            "skipped_missing": dict(dataset.info.get("skipped_missing", {}))}
     strategy = build_strategy(cfg, scenario.objective)
     logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False
     if logger:

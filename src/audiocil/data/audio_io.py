@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
+from audiocil.errors import AudioError
+
 if TYPE_CHECKING:  # pragma: no cover
     from audiocil.data.catalog import ClipTable
 
@@ -47,7 +49,7 @@ _FIX_HINT = (
 )
 
 
-class BadAudioFile(Exception):
+class BadAudioFile(AudioError):
     """A clip that cannot be used; the message names the file and what to do.
 
     Attributes:
@@ -155,7 +157,8 @@ def _check_riff_header(path: str, size: int) -> None:
 def _describe_sf_error(err: Exception) -> str:
     msg = str(err)
     if "Format not recognised" in msg or "not recognised" in msg:
-        return "it is not a readable audio file (format not recognised: wrong file, or corrupt)"
+        return ("it is not a readable audio file: its bytes are not audio in any format "
+                "libsndfile knows (a wrong file, a saved error page, or corrupt data)")
     return f"libsndfile cannot read it ({msg})"
 
 

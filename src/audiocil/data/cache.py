@@ -79,6 +79,7 @@ import torchaudio
 from audiocil.data.audio_io import ON_BAD_FILE, load_table
 from audiocil.data.catalog import AudioDataset, ClipTable
 from audiocil.data.frontend import LogMel
+from audiocil.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ _NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
 _warned_unlocked: set[str] = set()
 
 
-class CorruptCacheEntry(Exception):
+class CorruptCacheEntry(DataError):
     """An entry whose files do not match what was recorded when it was built.
 
     Attributes:
@@ -114,6 +115,10 @@ class CorruptCacheEntry(Exception):
         self.entry, self.reason = Path(entry), reason
         advice = advice or f"Delete {entry}; the next run rebuilds it."
         super().__init__(f"feature cache entry {entry} is corrupt: {reason}. {advice}")
+
+
+class CacheNotWritable(DataError, PermissionError):
+    """The cache folder cannot be written and holds no usable entry."""
 
 
 # ---- key --------------------------------------------------------------------------------
@@ -557,9 +562,9 @@ def cached_array(dataset: AudioDataset, split: str, cache_dir: str | os.PathLike
             raise CorruptCacheEntry(entry, found.reason, advice=(
                 f"It cannot be rebuilt: the cache folder {root} is not writable. Ask its "
                 f"owner to delete {entry}, or point paths.cache_dir at a writable folder."))
-        raise PermissionError(f"the feature cache folder {root} is not writable and has no "
-                              f"entry {entry.name} yet: point paths.cache_dir at a writable "
-                              "folder")
+        raise CacheNotWritable(f"the feature cache folder {root} is not writable and has no "
+                               f"entry {entry.name} yet: point paths.cache_dir at a writable "
+                               "folder")
     with _entry_lock(root, entry.name):  # another job may be building this very entry
         found = _open(entry, verify, key, len(table))  # ... or have just repaired it
         if not isinstance(found, tuple):

@@ -24,11 +24,13 @@ from pathlib import Path
 
 import torch
 
+from audiocil.errors import ResumeError
+
 FORMAT = "audiocil.checkpoint"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ResumeError, RuntimeError):
     """A checkpoint that cannot be used (unsafe, not ours, or of another version)."""
 
 

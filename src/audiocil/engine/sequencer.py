@@ -25,7 +25,7 @@ import torch
 from lightning.fabric.utilities.seed import seed_everything
 
 from audiocil.core import Record, Scenario, Stage, Task
-from audiocil.engine import checkpoints
+from audiocil.engine import checkpoints, preemption
 from audiocil.results import write_outputs
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class EpochCheckpoint(L.Callback):
         if trainer.is_global_zero:
             tmp.replace(self.path)
         trainer.strategy.barrier()
+        preemption.check(f"at the end of epoch {trainer.current_epoch + 1} ({self.path} written)")
 
 
 class TaskSequencer(L.Callback):
@@ -119,6 +120,7 @@ class TaskSequencer(L.Callback):
     # ---- the stream ------------------------------------------------------------------------
     def run(self, strategy, dm, make_trainer: Callable[..., L.Trainer], start: int = 0) -> Record:
         for task in self.tasks[start:]:
+            preemption.check(f"before task {task.index}")
             # a scenario that repeats its later tasks (few-shot trials) restarts them from
             # the model saved after an earlier task rather than from the previous task's
             origin = getattr(self.scenario, "starts_from", lambda t: None)(task)
@@ -159,6 +161,8 @@ class TaskSequencer(L.Callback):
             trainer = self.run_stage(task, i, stage, strategy, dm, make_trainer, task_dir) or trainer
             if i < len(stages) - 1 and _is_global_zero(trainer):
                 self.save(checkpoints.stage_checkpoint(task_dir, i, stage.name), task, strategy, dm, i)
+            if i < len(stages) - 1:
+                preemption.check(f"after stage {stage.name} of task {task.index}")
         self.stage_index = 0
         strategy.after_task(task, dm)
         memory = getattr(strategy, "memory", None)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from audiocil.core import Stage, Task
 from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.schema import POS, Int
 from audiocil.solvers.ridge import RandomBuffer, RecursiveRidge
 
 
@@ -55,6 +56,8 @@ class ACIL(Strategy):
     """
 
     scenarios = ("standard", "fewshot")
+    config_ranges = {"buffer_size": Int(1), "gamma": POS, "il_batch_size": Int(1)}
+    closed_form_stages = ('later_tasks',)
     #: the buffer's activation (DS-AL's streams apply their own)
     buffer_activation: str | None = "relu"
 

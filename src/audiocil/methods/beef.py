@@ -55,6 +55,7 @@ from audiocil.heads.functional import nme_logits
 from audiocil.losses.beef import energy_ce, expansion_ce, sample_negatives, task_pseudo_targets
 from audiocil.methods.base import FrozenCopy, Strategy, structural
 from audiocil.methods.foster import exemplar_means
+from audiocil.schema import NONNEG, POS, Int
 
 
 class TaskBias(nn.Module):
@@ -169,6 +170,9 @@ class BEEF(Strategy):
     """
 
     scenarios = ("standard",)
+    config_ranges = {"logits_alignment": POS, "energy_weight": NONNEG, "energy_steps": Int(0),
+                     "energy_lr": NONNEG, "energy_noise": NONNEG, "fusion_per_class": Int(1)}
+    needs_memory = True
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, *args, logits_alignment: float,
                  energy_weight: float, energy_steps: int, energy_lr: float, energy_noise: float,

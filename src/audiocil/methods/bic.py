@@ -58,6 +58,7 @@ from audiocil.heads import BiasCorrection
 from audiocil.heads.functional import class_mean, nme_logits
 from audiocil.losses.distillation import weighted_kd_ce
 from audiocil.methods.base import FrozenCopy, Network, Strategy, structural
+from audiocil.schema import POS, Num
 
 log = logging.getLogger(__name__)
 EMPTY = np.zeros(0, dtype=np.int64)
@@ -85,6 +86,8 @@ class BiC(Strategy):
     """
 
     scenarios = ("standard",)
+    config_ranges = {"T": POS, "val_ratio": Num(gt=0, lt=1)}
+    needs_memory = True
 
     def __init__(self, backbone: nn.Module, frontend, *args, T: float, val_ratio: float,
                  bias_stage: Mapping, **kwargs) -> None:

@@ -61,6 +61,7 @@ from audiocil.heads.functional import cosine_logits, nme_logits
 from audiocil.losses.distillation import kd_loss, weighted_kd_ce
 from audiocil.methods.base import FrozenCopy, Strategy, structural
 from audiocil.methods.podnet import class_means_of
+from audiocil.schema import NONNEG, POS, Int
 from audiocil.solvers.transport import sinkhorn_plan, transport_weights
 
 
@@ -76,6 +77,9 @@ class COIL(Strategy):
     """
 
     scenarios = ("standard",)
+    config_ranges = {"T": POS, "scale_init": POS, "sinkhorn_reg": POS, "norm_term": POS,
+                     "pt_weight": NONNEG, "reg_term": NONNEG, "retro_every": Int(1)}
+    needs_memory = True
 
     def __init__(self, *args, T: float, scale_init: float, sinkhorn_reg: float,
                  norm_term: float, pt_weight: float, reg_term: float, retro_every: int,

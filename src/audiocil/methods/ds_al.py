@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from audiocil.methods.acil import ACIL
+from audiocil.schema import NONNEG, POS
 from audiocil.solvers.ridge import DualStreamRidge
 
 
@@ -35,6 +36,8 @@ class DSAL(ACIL):
     """
 
     scenarios = ("standard", "fewshot")
+    config_ranges = {"gamma": POS, "gamma_comp": POS, "compensation_ratio": NONNEG}
+    closed_form_stages = ('later_tasks',)
     buffer_activation = None
 
     def __init__(self, *args, gamma_comp: float, compensation_ratio: float, **kwargs) -> None:

@@ -44,6 +44,7 @@ from audiocil.core import Stage, Task
 from audiocil.heads.functional import class_means
 from audiocil.losses.fetril import nearest_new_class, pseudo_features
 from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.schema import POS, Choice, Int
 
 
 class FeTrIL(Strategy):
@@ -54,6 +55,7 @@ class FeTrIL(Strategy):
     """
 
     scenarios = ("standard", "fewshot")
+    config_ranges = {"classifier": Choice("linear", "svm"), "svm_C": POS, "svm_max_iter": Int(1)}
 
     def __init__(self, *args, classifier: str, svm_C: float, svm_max_iter: int,
                  **kwargs) -> None:

@@ -57,6 +57,7 @@ from audiocil.heads import IncrementalLinear
 from audiocil.heads.functional import class_mean, nme_logits
 from audiocil.losses.foster import bkd_loss, class_balanced_weights, logit_adjusted_ce
 from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.schema import NONNEG, POS, Bool, Num
 
 
 def exemplar_means(strategy: Strategy, dm, total: int, dim: int) -> torch.Tensor:
@@ -140,6 +141,9 @@ class FOSTER(Strategy):
     """
 
     scenarios = ("standard", "fewshot")
+    config_ranges = {"beta1": Num(0, lt=1), "beta2": Num(0, lt=1), "lambda_okd": NONNEG, "T": POS,
+                     "report_teacher": Bool()}
+    needs_memory = True
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, *args, beta1: float,
                  beta2: float, lambda_okd: float, T: float, compression: Mapping,

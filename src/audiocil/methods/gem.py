@@ -52,6 +52,7 @@ import torch
 
 from audiocil.core import Stage, Task
 from audiocil.methods.base import Strategy
+from audiocil.schema import NONNEG
 from audiocil.solvers.gem import project_gradient
 
 
@@ -61,6 +62,8 @@ class GEM(Strategy):
     """
 
     scenarios = ("standard", "fewshot", "multilabel")
+    config_ranges = {"margin": NONNEG}
+    needs_memory = True
 
     def __init__(self, *args, margin: float, **kwargs) -> None:
         super().__init__(*args, **kwargs)

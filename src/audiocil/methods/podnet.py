@@ -64,6 +64,7 @@ from audiocil.heads import CosineHead
 from audiocil.heads.functional import class_mean, nme_logits
 from audiocil.losses.pod import adaptive_factor, nca_loss, pod_flat, pod_spatial
 from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.schema import NONNEG, POS, Bool, Choice, Int
 
 
 def class_means_of(strategy: Strategy, dm, groups: Mapping[int, np.ndarray], n: int) -> torch.Tensor:
@@ -92,6 +93,10 @@ class PODNet(Strategy):
     """
 
     scenarios = ("standard",)
+    config_ranges = {"proxies": Int(1), "scale_init": POS, "merge": Choice("softmax", "max", "mean"),
+                     "lambda_c": NONNEG, "lambda_f": NONNEG, "nca.scale": POS, "nca.margin": NONNEG,
+                     "nca.exclude_positive": Bool(), "nca.hinge": Bool(), "old_proxies_lr": NONNEG}
+    needs_memory = True
 
     def __init__(self, *args, proxies: int, scale_init: float, merge: str, lambda_c: float,
                  lambda_f: float, nca: Mapping, old_proxies_lr: float, finetune: Mapping,

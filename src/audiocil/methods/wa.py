@@ -44,6 +44,7 @@ from audiocil.heads.functional import class_mean, nme_logits
 from audiocil.losses.distillation import weighted_kd_ce
 from audiocil.losses.weight_align import clip_nonnegative_, weight_align
 from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.schema import POS, Bool
 
 
 class WA(Strategy):
@@ -54,6 +55,8 @@ class WA(Strategy):
     """
 
     scenarios = ("standard", "fewshot")
+    config_ranges = {"T": POS, "clip_weights": Bool()}
+    needs_memory = True
 
     def __init__(self, *args, T: float, clip_weights: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)

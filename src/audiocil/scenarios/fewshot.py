@@ -31,6 +31,7 @@ import torch
 
 from audiocil.core import FewShotTask, Task
 from audiocil.data.samplers import EpisodeBatchSampler, episode
+from audiocil.errors import ConfigError
 from audiocil.objectives import SingleLabel
 from audiocil.results.fewshot import FewShotRecord
 from audiocil.scenarios.standard import class_order
@@ -58,7 +59,7 @@ def draw_shots(pools: Mapping[int, np.ndarray], shots: int, seed: int, trial: in
     for cid, pool in pools.items():
         pool = np.sort(np.asarray(pool, dtype=np.int64))
         if len(pool) < shots:
-            raise ValueError(f"class {cid} has {len(pool)} training clips, fewer than "
+            raise ConfigError(f"class {cid} has {len(pool)} training clips, fewer than "
                              f"scenario.shots={shots}")
         rng = np.random.default_rng([int(seed), int(trial), int(cid)])
         out.append(pool[rng.choice(len(pool), size=shots, replace=False)])
@@ -87,7 +88,7 @@ class FewShotScenario:
                  shot_seed: int = 0, trials: int = 1, class_order_seed: int | None = None,
                  class_order: list[int] | None = None, cpi_alpha: float = 0.5) -> None:
         if min(base_classes, ways, shots, trials) < 1:
-            raise ValueError("scenario: base_classes, ways, shots and trials must be >= 1")
+            raise ConfigError("scenario: base_classes, ways, shots and trials must be >= 1")
         self.base, self.ways, self.shots, self.sessions = base_classes, ways, shots, sessions
         self.shot_seed, self.trials, self.cpi_alpha = int(shot_seed), int(trials), cpi_alpha
         self.class_order_seed, self.explicit_order = class_order_seed, class_order
@@ -95,7 +96,7 @@ class FewShotScenario:
 
     def make_tasks(self, dataset) -> tuple[list[int], list[Task]]:
         if dataset.multilabel:
-            raise ValueError(f"dataset {dataset.name!r} is multi-label: scenario=fewshot is single-label")
+            raise ConfigError(f"dataset {dataset.name!r} is multi-label: scenario=fewshot is single-label")
         n = dataset.num_classes
         order = class_order(n, self.class_order_seed,
                             list(self.explicit_order) if self.explicit_order else None)
@@ -103,7 +104,7 @@ class FewShotScenario:
             self.sessions = (n - self.base) // self.ways
         B, W, S = self.base, self.ways, self.sessions
         if S < 1 or B + S * W > n:
-            raise ValueError(f"scenario: {B} base classes + {S} sessions x {W} ways needs "
+            raise ConfigError(f"scenario: {B} base classes + {S} sessions x {W} ways needs "
                              f"{B + S * W} classes with at least one session; the dataset has {n}")
         tasks: list[Task] = [FewShotTask(0, tuple(order[:B]), 0, B, trial=0, session=0)]
         for t in range(self.trials):

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from audiocil.core import Task
 from audiocil.data.datamodule import UnpaddedDistributedSampler
+from audiocil.errors import ConfigError
 from audiocil.metrics.multilabel import MultilabelScores
 from audiocil.objectives import MultiLabel
 from audiocil.results.multilabel import MultilabelRecord
@@ -60,7 +61,7 @@ class MultilabelScenario:
 
     def make_tasks(self, dataset) -> tuple[list[int], list[Task]]:
         if not dataset.multilabel:
-            raise ValueError(f"scenario=multilabel needs a multi-label dataset; {dataset.name!r} "
+            raise ConfigError(f"scenario=multilabel needs a multi-label dataset; {dataset.name!r} "
                              "is single-label (use scenario=standard)")
         order = class_order(dataset.num_classes, self.class_order_seed,
                             list(self.explicit_order) if self.explicit_order else None)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from audiocil.core import Task
+from audiocil.errors import ConfigError
 from audiocil.objectives import SingleLabel
 from audiocil.results.standard import RunRecord
 
@@ -26,7 +27,7 @@ def class_order(n_classes: int, seed: int | None = 1993,
     if explicit is not None:
         order = [int(c) for c in explicit]
         if sorted(order) != list(range(n_classes)):
-            raise ValueError(
+            raise ConfigError(
                 f"scenario.class_order must list every class 0..{n_classes - 1} exactly once; "
                 f"got {len(order)} entries"
             )
@@ -45,9 +46,9 @@ def split_tasks(order: list[int], init_cls: int, increment: int) -> list[Task]:
     """
     n = len(order)
     if not 0 < init_cls <= n:
-        raise ValueError(f"scenario.init_cls={init_cls} must be in 1..{n} (the dataset has {n} classes)")
+        raise ConfigError(f"scenario.init_cls={init_cls} must be in 1..{n} (the dataset has {n} classes)")
     if increment <= 0 and init_cls < n:
-        raise ValueError(f"scenario.increment={increment} must be positive")
+        raise ConfigError(f"scenario.increment={increment} must be positive")
     bounds = [0, init_cls]
     while bounds[-1] < n:  # as PyCIL: a last chunk smaller than `increment` is its own task
         bounds.append(min(bounds[-1] + increment, n))
@@ -78,7 +79,7 @@ class StandardScenario:
 
     def make_tasks(self, dataset) -> tuple[list[int], list[Task]]:
         if dataset.multilabel:
-            raise ValueError(f"dataset {dataset.name!r} is multi-label: use scenario=multilabel")
+            raise ConfigError(f"dataset {dataset.name!r} is multi-label: use scenario=multilabel")
         order = class_order(dataset.num_classes, self.class_order_seed,
                             list(self.explicit_order) if self.explicit_order else None)
         return order, split_tasks(order, self.init_cls, self.increment)

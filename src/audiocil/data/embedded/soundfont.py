@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from audiocil.errors import DataError
+
 RENDER_RATE = 48000  # what midirenderer produces (read back from the WAV header anyway)
 
 # General-MIDI program -> family. The names follow NSynth where NSynth has the family
@@ -391,7 +393,7 @@ def probe_presets(sf_path: str | os.PathLike, keys: list[int], is_drum: bool = F
     return list(parallel_map(_probe_task, tasks, workers))
 
 
-class NotEnoughPresets(RuntimeError):
+class NotEnoughPresets(DataError, RuntimeError):
     """The SoundFont has fewer distinct, audible presets than classes were asked for."""
 
 

@@ -13,21 +13,22 @@ import numpy as np
 
 from audiocil.data.audio_io import ON_BAD_FILE, check_table_files, missing_files
 from audiocil.data.catalog import ClipTable
+from audiocil.errors import ConfigError, DataError
 
 log = logging.getLogger("audiocil.data.loaders")
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(DataError, FileNotFoundError):
     """The dataset (or one of its metadata files) is not where the loader looks for it."""
 
 
-class MetadataError(ValueError):
+class MetadataError(DataError, ValueError):
     """A metadata file exists but does not have the expected content."""
 
 
 def check_on_bad_file(on_bad_file: str) -> str:
     if on_bad_file not in ON_BAD_FILE:
-        raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+        raise ConfigError(f"dataset.on_bad_file={on_bad_file}: must be error or skip")
     return on_bad_file
 
 

@@ -24,6 +24,7 @@ from audiocil.data.loaders._common import (
     not_found,
     require_dir,
 )
+from audiocil.errors import ConfigError
 
 EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 SOURCE = "This loader reads your own recordings; nothing is published or downloaded."
@@ -61,7 +62,7 @@ def load_folder(root: str, val_fraction: float = 0.1, test_fraction: float = 0.2
     check_on_bad_file(on_bad_file)
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1
             and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) "
+        raise ConfigError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) "
                          f"must be in [0, 1) and sum to less than 1")
     root_p = require_dir(root, "folder dataset", LAYOUT, SOURCE)
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
