@@ -22,6 +22,9 @@ written (Hydra's grammar refuses ``<`` too), then placeholders are filled in: a 
 script, ``<...>``, becomes a run directory with a ``config.yaml``; ``...`` and ``/data/...``,
 ``/path/...`` paths become a temporary folder.
 
+* ``audiocil <tool> ...`` / ``python -m audiocil <tool> ...`` for a tool of
+  ``audiocil.__main__.SUBCOMMANDS`` (``report``, ``methods``, ``cache``): that tool's
+  ``build_parser()`` must accept the arguments.
 * ``python -m audiocil`` / ``audiocil``: composed as ``--cfg job`` would (every job of a ``-m``
   sweep, expanded by Hydra's own sweeper), then resolved, every ``_target_`` imported and its
   arguments bound to its signature, the trainer's keys bound to ``lightning.Trainer``, and the
@@ -330,16 +333,27 @@ class Checker:
         if prog == "make":
             return self._make(args)
         if prog == "audiocil":
-            return self._hydra(args[1:] if args[:1] == ["check"] else args)
+            return self._audiocil(args)
         if args[:1] == ["-m"]:
             module = args[1]
-            if module == "audiocil":  # `audiocil check ...` composes what a run would
-                return self._hydra(args[3:] if args[2:3] == ["check"] else args[2:])
+            if module == "audiocil":
+                return self._audiocil(args[2:])
             return self._argparse(importlib.import_module(module), module, args[2:])
         script = self.repo / args[0]
         if not script.is_file():
             return f"no such file: {args[0]}"
         return self._argparse(_load_script(script), args[0], args[1:])
+
+    def _audiocil(self, args: list[str]) -> str | None:
+        """A tool of the console script (``audiocil report ...``) or a Hydra run."""
+        from audiocil.__main__ import SUBCOMMANDS
+
+        if args[:1] == ["check"]:  # `audiocil check ...` composes what a run would
+            return self._hydra(args[1:])
+        if args and args[0] in SUBCOMMANDS:
+            module = SUBCOMMANDS[args[0]].partition(":")[0]
+            return self._argparse(importlib.import_module(module), f"audiocil {args[0]}", args[1:])
+        return self._hydra(args)
 
     def _argparse(self, module, name: str, args: list[str]) -> str | None:
         build = getattr(module, "build_parser", None)

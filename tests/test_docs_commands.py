@@ -139,7 +139,9 @@ def test_sweeps_placeholders_make_and_scripts(checker):
           "make run ARGS='method=der'",
           "make test",
           "PYTHONPATH=src python benchmarks/bench_data.py --steps 3",
-          "python -m audiocil.data.loaders.ls100 build --librispeech '<dir>' --out /data/ls100"]
+          "python -m audiocil.data.loaders.ls100 build --librispeech '<dir>' --out /data/ls100",
+          "audiocil report outputs/cil/multiruns/YYYY-MM-DD_HH-MM-SS --compare method.lamda",
+          "python -m audiocil methods --scenario fewshot"]
     for text in ok:
         assert checker.check(Shown("x.md", 1, text, "command")) is None, text
     broken = {"python -m audiocil seed=1,2": "Ambiguous value",  # a sweep needs -m
@@ -154,7 +156,9 @@ def test_sweeps_placeholders_make_and_scripts(checker):
               "python benchmarks/nope.py": "no such file",
               "PYTHONPATH=src python benchmarks/bench_data.py --stesp 3": "unrecognized arguments",
               "python -m audiocil --cgf job": "--cgf",
-              "python -m audiocil scenario=multilabel method=icarl": "does not support"}
+              "python -m audiocil scenario=multilabel method=icarl": "does not support",
+              "audiocil report": "the following arguments are required: PATH",
+              "python -m audiocil methods --scenario nope": "invalid choice"}
     for text, expected in broken.items():
         err = checker.check(Shown("x.md", 1, text, "command"))
         assert err is not None and expected in err, (text, err)

@@ -18,6 +18,8 @@ from audiocil.data.frontend import Frontend, LogMel, SpecAugment
 from audiocil.engine import checkpoints, preemption, rundir
 from audiocil.engine.sequencer import TaskSequencer
 from audiocil.errors import ConfigError, ResumeError
+from audiocil.progress import StreamProgress
+from audiocil.report.dashboard import Dashboard, build_logger
 from audiocil.results import atomic_write_text, write_outputs
 
 log = logging.getLogger(__name__)
@@ -195,12 +197,14 @@ def run_in(cfg: DictConfig, run_dir: Path) -> dict:
             "skipped_files": {k: len(v) for k, v in dm.skipped.items()},
             "skipped_missing": dict(dataset.info.get("skipped_missing", {}))}
     strategy = build_strategy(cfg, scenario.objective)
-    logger = instantiate(cfg.logger, save_dir=str(run_dir)) if cfg.logger else False
+    logger = build_logger(cfg, run_dir)  # W&B: grouped by sweep, tagged by method/dataset/scenario
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     config = OmegaConf.to_container(cfg, resolve=True)
+    dashboard = Dashboard(logger)  # each task's figures in W&B / TensorBoard
     sequencer = TaskSequencer(scenario, tasks, run_dir, scenario.new_record(meta), cfg.seed,
-                              config, lambda state: load_strategy(cfg, state, scenario.objective))
+                              config, lambda state: load_strategy(cfg, state, scenario.objective),
+                              after_task=[dashboard])
 
     start = 0
     ckpt = latest_task_checkpoint(run_dir)
@@ -214,8 +218,14 @@ def run_in(cfg: DictConfig, run_dir: Path) -> dict:
         log.info("resuming after task %d from %s", state["task"], ckpt)
     if start >= len(tasks):
         log.info("all %d tasks were already done", len(tasks))
+    sequencer.after_task.append(StreamProgress(tasks, start))
     record = sequencer.run(strategy, dm, make_trainer_factory(cfg, run_dir, logger), start)
     if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
         write_outputs(record, run_dir)
-        print(f"\n== summary ==\n{record.table()}\nresults: {run_dir / 'results.json'}")
+        from audiocil.report.build import write_run_figures  # matplotlib only here
+
+        figures = write_run_figures(run_dir)  # its curve, heatmap and tables
+        dashboard.close()
+        print(f"\n== summary ==\n{record.table()}\nresults: {run_dir / 'results.json'}"
+              + (f"\nreport: {figures / 'report.md'}" if figures else ""))
     return record.to_json()

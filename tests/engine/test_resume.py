@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import TINY, epochs
 
 FIGURES = ["accuracy_matrix", "accuracy_per_step", "avg_incremental_accuracy", "last_accuracy",
-           "forgetting", "bwt", "nme", "memory_samples", "params_per_task", "class_order", "tasks"]
+           "forgetting", "bwt", "nme", "memory_samples", "params_per_task", "class_order", "tasks",
+           "val_accuracy_per_step", "val_objective"]
 
 
 def overrides(root: Path) -> list[str]:

@@ -80,6 +80,7 @@ from audiocil.data.audio_io import ON_BAD_FILE, load_table
 from audiocil.data.catalog import AudioDataset, ClipTable
 from audiocil.data.frontend import LogMel
 from audiocil.errors import DataError
+from audiocil.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,10 @@ def cache_key(fields: Mapping, stamps: list[str]) -> str:
 
 
 # ---- build ------------------------------------------------------------------------------
+def table_split(dataset: AudioDataset, table: ClipTable) -> str:
+    return next((k for k, v in dataset.splits.items() if v is table), "?")
+
+
 def _build(table: ClipTable, dataset: AudioDataset, frontend: Mapping | None, out: Path,
            on_bad_file: str, chunk: int) -> dict:
     n = len(table)
@@ -184,7 +189,8 @@ def _build(table: ClipTable, dataset: AudioDataset, frontend: Mapping | None, ou
         return load_table(sub, dataset.sample_rate, dataset.num_samples, on_bad_file=on_bad_file)
 
     t0 = time.time()
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    what = f"feature cache {dataset.name}/{table_split(dataset, table)}"
+    with ThreadPoolExecutor(max_workers=2) as pool, Progress(n, what, "clip") as bar:
         for a, (waves, kept, msgs) in zip(starts, pool.map(read, starts), strict=True):
             waves = torch.from_numpy(np.ascontiguousarray(waves))
             if mel is not None:
@@ -198,10 +204,7 @@ def _build(table: ClipTable, dataset: AudioDataset, frontend: Mapping | None, ou
             data[a:a + len(arr)] = arr.astype(np.float16)
             keep[a:a + len(arr)] = kept
             skipped += msgs
-            done = min(a + chunk, n)
-            if done == n or (a // chunk) % 20 == 0:
-                log.info("feature cache: %d/%d clips (%.0f clips/s)", done, n,
-                         done / max(time.time() - t0, 1e-9))
+            bar.update(len(arr))
     assert data is not None
     shape = list(data.shape)
     data.flush()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from lightning.fabric.utilities.seed import seed_everything
 
 from audiocil.core import Record, Scenario, Stage, Task
 from audiocil.engine import checkpoints, preemption
+from audiocil.engine.cost import TaskCost
 from audiocil.results import write_outputs
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,16 @@ class TaskSequencer(L.Callback):
         config: the run's resolved config (plain data), stored in every checkpoint.
         rebuild: makes a fresh strategy from a checkpoint's content (few-shot trials
             restart from the base session's checkpoint).
+        after_task: called as ``fn(record, task)`` once each task's results are written
+            (dashboards, progress); rank 0 only.
     """
 
     def __init__(self, scenario: Scenario, tasks: list[Task], run_dir: Path, record: Record,
-                 seed: int, config: dict, rebuild: Callable[[dict], L.LightningModule]) -> None:
+                 seed: int, config: dict, rebuild: Callable[[dict], L.LightningModule],
+                 after_task: list[Callable[[Record, Task], None]] | None = None) -> None:
         self.scenario, self.tasks, self.run_dir = scenario, tasks, run_dir
         self.record, self.seed, self.config, self.rebuild = record, seed, config, rebuild
+        self.after_task, self.cost = list(after_task or []), TaskCost()
         self.ckpt_dir = run_dir / "checkpoints"
         self.step_offset = 0
         self.current: Task | None = None
@@ -137,7 +141,7 @@ class TaskSequencer(L.Callback):
 
     def run_task(self, task: Task, strategy, dm, make_trainer: Callable[..., L.Trainer]) -> None:
         self.current, self.stage_index = task, 0
-        t0 = time.time()
+        self.cost.start()
         seed_everything(self.seed * 7919 + task.index, workers=True, verbose=False)
         log.info("task %d/%d: classes %d..%d (%d new)", task.index + 1, len(self.tasks),
                  task.known, task.total - 1, task.new)
@@ -171,12 +175,10 @@ class TaskSequencer(L.Callback):
 
         if trainer is None:  # no stage trained: a trainer only to test
             trainer = make_trainer(max_epochs=1, callbacks=[])
+        val = self.scenario.validate(trainer, strategy, dm, task, self.tasks)  # before test
         scores = self.scenario.evaluate(trainer, strategy, dm, task, self.tasks)
-        self.record.add_step(task, scores, {
-            "time_s": time.time() - t0,
-            "params": sum(p.numel() for p in strategy.parameters()),
-            "memory_samples": len(memory) if memory is not None else 0,
-            "memory_bytes": memory.nbytes(dm.sample_nbytes) if memory is not None else None})
+        self.record.add_step(task, scores, {"val": val,
+                                            **self.cost.finish(strategy, memory, dm.sample_nbytes)})
         if trainer.is_global_zero:
             self.save(self.ckpt_dir / f"task_{task.index}.pt", task, strategy, dm)
             shutil.rmtree(task_dir, ignore_errors=True)  # superseded by the task checkpoint
@@ -186,6 +188,8 @@ class TaskSequencer(L.Callback):
                 prev.unlink()  # the scenario needs only some of the earlier task checkpoints
             write_outputs(self.record, self.run_dir)
             log.info("\n%s", self.record.table())
+            for fn in self.after_task:
+                fn(self.record, task)
         trainer.strategy.barrier()
 
     def resume_stages(self, task_dir: Path, strategy, dm) -> int:
@@ -220,7 +224,8 @@ class TaskSequencer(L.Callback):
                             stage=index, sampler=stage.sampler, dataset=stage.dataset)
                 last = (task_dir / "last.ckpt") if index == 0 else (task_dir / f"stage{index}_{stage.name}" / "last.ckpt")
                 last.parent.mkdir(parents=True, exist_ok=True)
-                trainer = make_trainer(max_epochs=stage.epochs, callbacks=[self, EpochCheckpoint(last)],
+                trainer = make_trainer(max_epochs=stage.epochs,
+                                       callbacks=[self, EpochCheckpoint(last), self.cost],
                                        validate=stage.validate, reload=stage.dataset is not None)
                 resume_from = str(last) if last.exists() else None
                 if resume_from:

@@ -8,7 +8,9 @@ import csv
 import io
 
 from audiocil.metrics.fewshot import aggregate_trials, run_figures, session_figures
+from audiocil.results.cost import cost_per_task, cost_rows
 from audiocil.results.io import SCHEMA_VERSION, figure_rows
+from audiocil.results.standard import mean_of, objective
 
 
 class FewShotRecord:
@@ -18,11 +20,21 @@ class FewShotRecord:
     sessions. A step keeps, per classifier ("cnn", and "nme" where the method has it), the
     correct predictions and test clips of every seen class, and the shots of the session.
 
+    Validation. Only the base classes have validation clips (the novel classes have their
+    shots and nothing more: a few-shot protocol gives no held-out novel clips). After every
+    session the base classes' validation clips are classified among all seen classes:
+    ``val_base_accuracy_per_session``; its mean over sessions, ``val_avg_base_accuracy``
+    (mean over trials), is the run's ``val_objective``, what sweeps optimise. It rewards
+    keeping the base classes and not mistaking them for novel ones; it cannot see how well
+    the novel classes are learnt.
+
     Args:
         meta: the run's shared keys (method, dataset, scenario, seed, class_order, tasks...).
         base, ways, shots, sessions, trials: the protocol.
         alpha: the CPI weight (META-SC: 0.5).
     """
+
+    OBJECTIVE = "val_avg_base_accuracy"
 
     def __init__(self, meta: dict, base: int, ways: int, shots: int, sessions: int,
                  trials: int = 1, alpha: float = 0.5) -> None:
@@ -62,7 +74,10 @@ class FewShotRecord:
         for trial, steps in sorted(self.trial_sessions().items()):
             figs = [session_figures(s["classifiers"][name]["correct"], s["classifiers"][name]["count"],
                                     p["base_classes"], p["ways"], s["session"]) for s in steps]
-            out.append((trial, run_figures(figs, p["cpi_alpha"]), len(steps) == p["sessions"] + 1))
+            val = [(s.get("val") or {}).get(name, {}).get("base_accuracy") for s in steps]
+            figures = {**run_figures(figs, p["cpi_alpha"]), "val_base_accuracy_per_session": val,
+                       "val_avg_base_accuracy": mean_of(val)}
+            out.append((trial, figures, len(steps) == p["sessions"] + 1))
         return out
 
     def summary(self, name: str) -> dict:
@@ -83,6 +98,7 @@ class FewShotRecord:
         names = self.classifiers()
         if names:
             out.update(self.summary(names[0]))
+        out.update(objective(out, self.OBJECTIVE))
         out["nme"] = self.summary("nme") if "nme" in names and names[0] != "nme" else None
         out["classifiers"] = {n: self.summary(n) for n in names}
         out["shots"] = {str(t): {str(s["session"]): s["shots"] for s in steps if s["session"] > 0}
@@ -91,12 +107,13 @@ class FewShotRecord:
         out["params_per_task"] = [s["params"] for s in self.steps]
         out["memory_samples"] = [s["memory_samples"] for s in self.steps]
         out["memory_bytes"] = [s.get("memory_bytes") for s in self.steps]
+        out["cost_per_task"] = cost_per_task(self.steps)
         return out
 
     def long_rows(self) -> list[dict]:
         """One row per (trial, session, classifier, metric)."""
-        return [row for n in self.classifiers() for trial, figs, _ in self.trial_figures(n)
-                for row in figure_rows(figs, n, trial)]
+        return [*(row for n in self.classifiers() for trial, figs, _ in self.trial_figures(n)
+                  for row in figure_rows(figs, n, trial)), *cost_rows(self.steps)]
 
     def csv_text(self) -> str:
         buf = io.StringIO()

@@ -7,6 +7,10 @@ one row per step under its name without the suffix (``accuracy``); a matrix
 (``accuracy_matrix``) one row per cell, ``metric`` naming the column (``accuracy_matrix[j]``,
 ``step`` the row); a run-level figure (``avg_incremental_accuracy``) one row with an empty
 step.
+
+Rows with an empty ``classifier`` describe the run rather than a classifier: per step its
+cost (:mod:`audiocil.results.cost`) and ``n_classes`` (classes seen after the step); per run
+``completed_tasks`` and ``tasks`` (a run with fewer completed tasks stopped early).
 """
 
 from __future__ import annotations
@@ -58,7 +62,10 @@ def long_table(record, run: str) -> list[dict]:
     m = record.meta
     head = {"run": run, "method": m.get("method"), "dataset": m.get("dataset"),
             "scenario": m.get("scenario"), "seed": m.get("seed")}
-    return [{**head, **row} for row in record.long_rows()]
+    progress = [{"trial": None, "step": None, "classifier": "", "metric": k, "value": float(v)}
+                for k, v in (("completed_tasks", len(record.steps)),
+                             ("tasks", len(m.get("tasks") or []) or len(record.steps)))]
+    return [{**head, **row} for row in [*record.long_rows(), *progress]]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from audiocil.core import Task
 from audiocil.metrics.multilabel import average_forgetting, base_forgetting, mean_over_phases
+from audiocil.results.cost import cost_rows
 from audiocil.results.io import figure_rows
-from audiocil.results.standard import RunRecord
+from audiocil.results.standard import RunRecord, mean_of, objective
 
 
 def _pct(x: float | None) -> float | None:
@@ -28,8 +29,13 @@ class MultilabelRecord(RunRecord):
       (``map_forgetting_per_phase``, ``avg_map_forgetting``);
     * averages over phases: ``avg_macro_f1``, ``avg_micro_f1``, ``avg_map``,
       ``avg_map_thresholded``; last values ``last_macro_f1``, ``last_map``;
-    * ``last_f1_per_class``, ``last_ap_per_class`` in class-order positions.
+    * ``last_f1_per_class``, ``last_ap_per_class`` in class-order positions;
+    * on the validation clips (carved from the training data), ``val_macro_f1_per_phase``,
+      ``val_map_per_phase`` and their means ``val_avg_macro_f1`` (the run's
+      ``val_objective``, what sweeps optimise) and ``val_avg_map``.
     """
+
+    OBJECTIVE = "val_avg_macro_f1"
 
     def add_step(self, task: Task, scores: dict[str, dict], info: dict) -> None:
         step = {"task": task.index, "n_classes": task.total, **info, "classifiers": list(scores)}
@@ -79,16 +85,27 @@ class MultilabelRecord(RunRecord):
             "last_f1_per_class": st[-1]["f1_per_class"] if st else [],
             "last_ap_per_class": st[-1]["ap_per_class"] if st else [],
             "test_clips": st[-1]["test_clips"] if st else 0,
+            **self.val_figures(name),
         }
+
+    def val_figures(self, name: str) -> dict:
+        out = {}
+        for key in ("macro_f1", "map"):
+            per = [(s.get("val") or {}).get(name, {}).get(key) for s in self.steps]
+            out[f"val_{key}_per_phase"] = per
+            out[f"val_avg_{key}"] = mean_of(per)
+        return out
 
     def scores_json(self) -> dict:
         names = self.classifiers()
         every = {n: self.figures(n) for n in names}
-        return {"scores_in": "percent", **(every[names[0]] if names else {}),
+        top = every[names[0]] if names else {}
+        return {"scores_in": "percent", **top, **objective(top, self.OBJECTIVE),
                 "classifiers": every}
 
     def long_rows(self) -> list[dict]:
-        return [row for n in self.classifiers() for row in figure_rows(self.figures(n), n)]
+        return [*(row for n in self.classifiers() for row in figure_rows(self.figures(n), n)),
+                *cost_rows(self.steps)]
 
     def csv_columns(self, name: str) -> list[str]:
         return [f"{name}_{c}" for c in ("macro_f1", "micro_f1", "map", "map_thresholded",

@@ -13,6 +13,7 @@ import io
 
 from audiocil.core import Task
 from audiocil.metrics.continual import forgetting_per_step, summarize
+from audiocil.results.cost import cost_per_task, cost_rows
 from audiocil.results.io import SCHEMA_VERSION, figure_rows
 
 
@@ -23,13 +24,33 @@ def _weighted(acc: list[float], counts: list[int], which: range) -> float | None
     return sum(acc[j] * counts[j] for j in which) / n
 
 
+def mean_of(values: list) -> float | None:
+    """The mean, or None when a value is missing (a step without validation)."""
+    if not values or any(v is None for v in values):
+        return None
+    return float(sum(values) / len(values))
+
+
+def objective(figures: dict, key: str) -> dict:
+    """``val_objective`` (the figure that sweeps optimise) and which figure it is."""
+    return {"val_objective": figures.get(key), "val_objective_is": key}
+
+
 class RunRecord:
     """The figures of a run, step by step.
+
+    Besides the test figures, each step keeps the validation accuracy over the seen classes
+    (``val_accuracy_per_step``; validation clips are carved from the training data), and
+    their mean over steps, ``val_avg_incremental_accuracy``, is the run's ``val_objective``:
+    the figure the entry point returns to a sweeper.
 
     Args:
         meta: ``method, dataset, scenario, seed, class_order, tasks`` (and anything else
             worth keeping at the top of ``results.json``).
     """
+
+    #: the validation figure that is the run's ``val_objective``
+    OBJECTIVE = "val_avg_incremental_accuracy"
 
     def __init__(self, meta: dict) -> None:
         self.meta = dict(meta)
@@ -70,6 +91,9 @@ class RunRecord:
             "forgetting_per_step": forgetting_per_step(R),
         }
         out.update(summarize(R, per_step))
+        val = [(s.get("val") or {}).get(name, {}).get("accuracy") for s in self.steps]
+        out["val_accuracy_per_step"] = val
+        out["val_avg_incremental_accuracy"] = mean_of(val)
         return out
 
     def to_json(self) -> dict:
@@ -80,6 +104,7 @@ class RunRecord:
         out["params_per_task"] = [s["params"] for s in self.steps]
         out["memory_samples"] = [s["memory_samples"] for s in self.steps]
         out["memory_bytes"] = [s["memory_bytes"] for s in self.steps]
+        out["cost_per_task"] = cost_per_task(self.steps)
         return out
 
     def scores_json(self) -> dict:
@@ -88,12 +113,14 @@ class RunRecord:
         ``classifiers``."""
         names = self.classifiers()
         every = {n: self.figures(n) for n in names}
-        return {**(every[names[0]] if names else {}), "nme": every.get("nme"),
+        top = every[names[0]] if names else {}
+        return {**top, **objective(top, self.OBJECTIVE), "nme": every.get("nme"),
                 "classifiers": every}
 
     def long_rows(self) -> list[dict]:
         """One row per (step, classifier, metric): the long-format table."""
-        return [row for n in self.classifiers() for row in figure_rows(self.figures(n), n)]
+        return [*(row for n in self.classifiers() for row in figure_rows(self.figures(n), n)),
+                *cost_rows(self.steps)]
 
     def csv_columns(self, name: str) -> list[str]:
         """The per-step CSV columns of one classifier."""

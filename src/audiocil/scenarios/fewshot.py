@@ -146,6 +146,16 @@ class FewShotScenario:
             out["shots"] = [int(i) for i in dm.own_indices]
         return out
 
+    def validate(self, trainer, strategy, dm, task: Task, tasks: list[Task]) -> dict:
+        """Top-1 accuracy of the base classes' validation clips, classified among every seen
+        class, per classifier. The novel classes have no validation clips: the protocol
+        gives them their shots and nothing more."""
+        strategy.setup_eval(torch.zeros(task.total, dtype=torch.long), 1)
+        trainer.test(strategy, dataloaders=dm.eval_dataloader("val", range(self.base)),
+                     verbose=False)
+        return {name: {"base_accuracy": float(m.compute()["top1"])}
+                for name, m in strategy.eval_metrics.items()}
+
     def new_record(self, meta: dict) -> FewShotRecord:
         return FewShotRecord(meta, self.base, self.ways, self.shots, int(self.sessions or 0),
                              self.trials, self.cpi_alpha)

@@ -76,24 +76,32 @@ class MultilabelScenario:
         return dm.indices_of(positions)
 
     @staticmethod
-    def test_loader(dm) -> DataLoader:
-        """Every valid test clip once (sharded without padding under DDP)."""
-        ds = dm.subset(dm.valid["test"], "test")
+    def test_loader(dm, split: str = "test") -> DataLoader:
+        """Every valid clip of the split once (sharded without padding under DDP)."""
+        ds = dm.subset(dm.valid[split], split)
         world, rank = dm._world()
         sampler = UnpaddedDistributedSampler(ds, world, rank) if world > 1 else None
         return DataLoader(ds, batch_size=max(dm.batch_size, 128), sampler=sampler, shuffle=False,
                           num_workers=dm.num_workers)
 
-    def evaluate(self, trainer, strategy, dm, task: Task, tasks: list[Task]) -> dict:
-        """Scores on the whole test set over the classes seen after ``task``."""
+    def evaluate(self, trainer, strategy, dm, task: Task, tasks: list[Task],
+                 split: str = "test") -> dict:
+        """Scores on the whole test set (or ``split``) over the classes seen after ``task``."""
         block = torch.zeros(task.total, dtype=torch.long)
         for t in tasks[: task.index + 1]:
             block[t.known:t.total] = t.index
         strategy.eval_metrics = nn.ModuleDict(
             {n: MultilabelScores(block, self.threshold).to(strategy.device)
              for n in strategy.eval_logits_names()})
-        trainer.test(strategy, dataloaders=self.test_loader(dm), verbose=False)
+        trainer.test(strategy, dataloaders=self.test_loader(dm, split), verbose=False)
         return {n: m.compute() for n, m in strategy.eval_metrics.items()}
+
+    def validate(self, trainer, strategy, dm, task: Task, tasks: list[Task]) -> dict:
+        """Macro-F1 and mAP (percent) on the validation clips (carved from the training
+        data) over the seen classes, per classifier."""
+        scores = self.evaluate(trainer, strategy, dm, task, tasks, split="val")
+        return {n: {"macro_f1": 100.0 * float(s["macro_f1"]), "map": 100.0 * float(s["map"])}
+                for n, s in scores.items()}
 
     def new_record(self, meta: dict) -> MultilabelRecord:
         return MultilabelRecord(meta)

@@ -100,6 +100,17 @@ class StandardScenario:
                          for k, v in metric.compute().items()}
         return out
 
+    def validate(self, trainer, strategy, dm, task: Task, tasks: list[Task]) -> dict:
+        """Top-1 accuracy over the validation clips of every seen class, per classifier.
+
+        Validation clips are carved from the training data by the dataset loaders; this is
+        what the run's ``val_objective`` (the figure sweeps optimise) is made of."""
+        strategy.setup_eval(torch.zeros(task.total, dtype=torch.long), 1)
+        trainer.test(strategy, dataloaders=dm.eval_dataloader("val", range(task.total)),
+                     verbose=False)
+        return {name: {"accuracy": float(m.compute()["top1"])}
+                for name, m in strategy.eval_metrics.items()}
+
     def new_record(self, meta: dict) -> RunRecord:
         return RunRecord(meta)
 

@@ -51,6 +51,7 @@ from audiocil.data.catalog import AudioDataset
 from audiocil.data.embedded import cached_build, read_manifest
 from audiocil.data.embedded import soundfont as S
 from audiocil.data.embedded.variation import Variation, vary
+from audiocil.progress import Progress
 
 NAME = "gm100"
 FORMAT_VERSION = 1
@@ -260,15 +261,17 @@ def build_gm100(root: str | os.PathLike, seed: int = 0, soundfont: str | None = 
                   "notes_per_split": sizes, "variation": params.asdict(),
                   "soundfont": str(sf_path), "out_dir": str(tmp)} for p in kept]
         results = []
-        for i, res in enumerate(S.parallel_map(_render_instrument, tasks, workers), 1):
-            if "error" in res:
-                raise S.NotEnoughPresets("gm100: " + res["error"] + "; use fewer notes per "
-                                         "split or another SoundFont")
-            results.append(res)
-            log(f"[gm100] {i:3d}/{len(kept)} {S.instrument_str(res['program'])} "
-                f"({S.program_name(res['program'])}): {sum(sizes)} notes in "
-                f"{res['seconds']:.1f} s" + (f", {len(res['silent_notes'])} silent notes "
-                                              f"replaced" if res["silent_notes"] else ""))
+        with Progress(len(kept), "[gm100] rendering", "instrument", emit=log) as bar:
+            for res in S.parallel_map(_render_instrument, tasks, workers):
+                if "error" in res:
+                    raise S.NotEnoughPresets("gm100: " + res["error"] + "; use fewer notes per "
+                                             "split or another SoundFont")
+                results.append(res)
+                bar.update(1, note=S.program_name(res["program"]))
+        silent = {S.program_name(r["program"]): len(r["silent_notes"]) for r in results
+                  if r["silent_notes"]}
+        if silent:
+            log(f"[gm100] silent notes replaced: {silent}")
         vocab = {S.instrument_str(p): k for k, p in enumerate(kept)}
         for split, d in SPLIT_DIRS.items():
             examples = {}

@@ -43,6 +43,7 @@ from audiocil.data.catalog import SPLITS, AudioDataset, ClipTable
 from audiocil.data.embedded import cached_build, read_manifest
 from audiocil.data.embedded import soundfont as S
 from audiocil.data.embedded.variation import Variation, vary
+from audiocil.progress import Progress
 
 NAME = "gmmix50"
 FORMAT_VERSION = 1
@@ -258,13 +259,14 @@ def build_gmmix50(root: str | os.PathLike, seed: int = 0, soundfont: str | None 
         rows: dict[str, list] = {s: [] for s in SPLITS}
         quiet: list[str] = []
         done, cpu = 0, 0.0
-        for res in S.parallel_map(_render_chunk, tasks, workers):
-            for split, fname, labels in res["rows"]:
-                rows[split].append((fname, labels))
-            quiet += res["quiet_events"]
-            done += res["n"]
-            cpu += res["cpu_seconds"]
-            log(f"[gmmix50] {done:5d}/{total} clips ({res['seconds']:.1f} s for {res['n']})")
+        with Progress(total, "[gmmix50] rendering", "clip", emit=log) as bar:
+            for res in S.parallel_map(_render_chunk, tasks, workers):
+                for split, fname, labels in res["rows"]:
+                    rows[split].append((fname, labels))
+                quiet += res["quiet_events"]
+                done += res["n"]
+                cpu += res["cpu_seconds"]
+                bar.update(res["n"])
         names = [class_name(k) for k in classes]
         for split in SPLITS:
             with open(tmp / f"{NAME}_{split}.csv", "w", newline="", encoding="utf-8") as fh:
