@@ -9,6 +9,8 @@ log-mels (128 bins, n_fft 2048, hop 1024 at 16 kHz, as ``conf/dataset/gm100.yaml
     PYTHONPATH=src python benchmarks/gm100_difficulty.py --data-dir outputs/data --epochs 12
     # a variation setting other than the defaults (builds another copy of the dataset):
     PYTHONPATH=src python benchmarks/gm100_difficulty.py --set snr_db_min=10 --set detune_cents=0
+    # the dataset as built before version 2 (the README's figure was measured on it):
+    PYTHONPATH=src python benchmarks/gm100_difficulty.py --data-dir outputs/data --format-version 1
 
 Prints one line per epoch and a final JSON line with the figures.
 """
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--format-version", type=int, default=None,
+                    help="gm100 dataset version (default: the current one)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a variation parameter (repeatable), e.g. snr_db_min=10")
     return ap
@@ -116,7 +120,9 @@ def main() -> None:
 
     variation = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
     t0 = time.monotonic()
-    ds = load_gm100(args.data_dir, seed=args.seed, n_classes=args.n_classes, **variation)
+    version = {} if args.format_version is None else {"format_version": args.format_version}
+    ds = load_gm100(args.data_dir, seed=args.seed, n_classes=args.n_classes, **version,
+                    **variation)
     t_build = time.monotonic() - t0
     frontend = dict(sample_rate=16000, n_fft=2048, hop_length=1024, n_mels=128, f_min=0.0,
                     f_max=8000.0, log_floor=1e-6)
@@ -131,6 +137,7 @@ def main() -> None:
                      batch_size=args.batch_size, lr=args.lr,
                      log=lambda m: print(m, flush=True))
     print(json.dumps({"dataset": ds.name, "root": ds.info.get("embedded_root"),
+                      "format_version": args.format_version,
                       "content_sha256": ds.info.get("content_sha256"),
                       "n_classes": ds.num_classes, "epochs": args.epochs, "width": args.width,
                       "params": res["params"], "batch_size": args.batch_size, "lr": args.lr,

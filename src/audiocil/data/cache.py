@@ -44,6 +44,11 @@ it does not, two machines may build one entry at the same time: each in its own 
 the first rename wins, the other finds the entry in place, deletes its own copy and opens
 the winner's. Duplicate work is possible there, a torn or mixed entry is not.
 
+Several ranks. ``cached_array(build=False)`` never builds: it opens the entry, waiting
+(polling) until another process has built or repaired it. The datamodule passes it on every
+rank but the global rank 0, so on a cache folder shared by several machines one process
+builds an entry and the others wait, whatever the file system's locks do.
+
 Orphans. A build killed with SIGKILL (or by power loss) leaves its ``.tmp-<host>-<pid>``
 folder; every open sweeps the cache folder and removes a leftover only when its entry's
 lock is free and its builder is provably gone: on this host, its pid is not running; on
@@ -522,9 +527,35 @@ def _discard(entry: Path, err: CorruptCacheEntry, table: ClipTable, stamps: list
 
 
 # ---- the entry point --------------------------------------------------------------------
+def launch_rank() -> int:
+    """This process's global rank as its launcher set it, before any Trainer exists.
+
+    Lightning's cluster environments (SLURM, TorchElastic/torchrun, LSF, MPI, Kubeflow)
+    are asked first; otherwise the variables Lightning's own launcher sets (``NODE_RANK``,
+    ``LOCAL_RANK``; a process it starts on node ``k > 0`` is never rank 0). 0 when nothing
+    says otherwise (one process, or the first process of a Lightning-launched run).
+    """
+    from lightning.fabric.plugins import environments as E
+
+    for name in ("SLURMEnvironment", "TorchElasticEnvironment", "LSFEnvironment",
+                 "KubeflowEnvironment", "MPIEnvironment"):
+        env_cls = getattr(E, name, None)
+        try:
+            if env_cls is not None and env_cls.detect():
+                return int(env_cls().global_rank())
+        except Exception:  # noqa: BLE001 - a half-configured environment: fall through
+            continue
+    for var in ("RANK", "GLOBAL_RANK"):
+        if os.environ.get(var):
+            return int(os.environ[var])
+    node, local = int(os.environ.get("NODE_RANK", 0) or 0), int(os.environ.get("LOCAL_RANK", 0) or 0)
+    return 0 if node == 0 and local == 0 else max(1, node)
+
+
 def cached_array(dataset: AudioDataset, split: str, cache_dir: str | os.PathLike,
                  frontend: Mapping | None, on_bad_file: str = "error", verify: str = "quick",
-                 chunk: int = 128) -> tuple[np.ndarray, np.ndarray, dict]:
+                 chunk: int = 128, build: bool = True, wait_seconds: float = 4 * 3600,
+                 poll_seconds: float = 2.0) -> tuple[np.ndarray, np.ndarray, dict]:
     """Memory-mapped features of one split, built on first use, checked on every open.
 
     Args:
@@ -532,6 +563,9 @@ def cached_array(dataset: AudioDataset, split: str, cache_dir: str | os.PathLike
             training device).
         on_bad_file: ``dataset.loader.on_bad_file``; part of the key.
         verify: ``data.verify_cache``: ``off``, ``quick`` or ``full`` (module notes).
+        build: False never builds or repairs: waits (up to ``wait_seconds``, checking every
+            ``poll_seconds``) until another process (the global rank 0) has put a whole,
+            intact entry in place.
 
     Returns:
         ``(data, keep, meta)``: data (N, F, T) log-mels or (N, S) waveforms as float16,
@@ -541,6 +575,7 @@ def cached_array(dataset: AudioDataset, split: str, cache_dir: str | os.PathLike
     Raises:
         CorruptCacheEntry: the entry is corrupt and cannot be rebuilt (says what to delete).
         PermissionError: the entry does not exist and ``cache_dir`` is not writable.
+        TimeoutError: ``build=False`` and no intact entry appeared within ``wait_seconds``.
     """
     if on_bad_file not in ON_BAD_FILE:
         raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
@@ -554,6 +589,9 @@ def cached_array(dataset: AudioDataset, split: str, cache_dir: str | os.PathLike
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     entry = root / f"{dataset.name}-{split}-{key}"
+    if not build:
+        return _wait_for(entry, verify, key, len(table), wait_seconds, poll_seconds,
+                         dataset.name, split)
     writable = _writable(root)
     if writable:
         remove_orphans(root)
@@ -578,6 +616,28 @@ def cached_array(dataset: AudioDataset, split: str, cache_dir: str | os.PathLike
             if not isinstance(found, tuple):
                 raise found if found is not None else FileNotFoundError(entry)
     return _opened(found, dataset.name, split, entry)
+
+
+def _wait_for(entry: Path, verify: str, key: str, n: int, wait_seconds: float,
+              poll_seconds: float, name: str, split: str) -> tuple:
+    """Open ``entry`` once another process has built it (see ``cached_array(build=False)``)."""
+    start = time.monotonic()
+    last_note = None
+    while True:
+        found = _open(entry, verify, key, n)
+        if isinstance(found, tuple):
+            return _opened(found, name, split, entry)
+        waited = time.monotonic() - start
+        if waited >= wait_seconds:
+            state = "is corrupt" if found is not None else "does not exist"
+            raise TimeoutError(f"waited {waited:.0f} s for the global rank 0 to build the "
+                               f"feature cache entry {entry}, which still {state}; is rank 0 "
+                               "running and does it see the same paths.cache_dir?")
+        if last_note is None or time.monotonic() - last_note >= 60:
+            last_note = time.monotonic()
+            log.info("waiting for the global rank 0 to build the feature cache entry %s "
+                     "(%.0f s so far)", entry, waited)
+        time.sleep(poll_seconds)
 
 
 def _open(entry: Path, verify: str, key: str,

@@ -1,13 +1,26 @@
-"""The datamodule: cached features in memory, served one task at a time.
+"""The datamodule: cached features served from the cache's memory map, one task at a time.
 
 Class ids are remapped to their position in the class order, so the classes of task t
 occupy the contiguous positions ``known..total-1`` of a growing classifier.
+
+Memory. The features are not copied into the process: :class:`MappedFeatures` reads rows
+from a read-only shared memory map of the cache entry's ``data.npy``. Its pages live in the
+kernel's page cache, one copy per machine, shared by DataLoader workers, DDP ranks and
+parallel sweep jobs; each process holds only what it copies out (a batch) plus a bounded
+window of mapped pages (:data:`READ_WINDOW_BYTES`, released after that much has been
+read). ``serve="copy"`` restores the old behaviour (every split copied into RAM).
+
+Several processes. The global rank 0 builds a missing cache entry; every other rank waits
+for it (:func:`launch_rank`, ``cached_array(build=False)``), so a cache on a file system
+shared by several machines is built once, never by every rank at once.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import mmap
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import lightning as L
@@ -15,15 +28,100 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from audiocil.data.cache import cached_array
+from audiocil.data.cache import cached_array, launch_rank
 from audiocil.data.catalog import SPLITS, AudioDataset
 from audiocil.data.samplers import EpisodeBatchSampler
 
 log = logging.getLogger(__name__)
 
+#: Mapped bytes a process reads before it releases the mapping's pages from its resident
+#: set (they stay in the page cache): the bound on a process's share of the features.
+READ_WINDOW_BYTES = 64 << 20
+SERVE_MODES = ("mmap", "copy")
+#: How long a rank other than 0 waits for rank 0 to build a cache entry (seconds).
+CACHE_WAIT_SECONDS = float(os.environ.get("AUDIOCIL_CACHE_WAIT_S", 4 * 3600))
+
+
+class MappedFeatures:
+    """The rows of a ``.npy`` array, read through a read-only shared memory map.
+
+    ``x[i]`` is the (F, T) (or (S,)) tensor of row ``i``; ``x[idx]`` with an index array,
+    list, tensor or slice is a (B, F, T) tensor. Both are copies, in the file's dtype
+    (float16 for the cache), so callers may keep or modify them.
+
+    Reading touches pages of the mapping, which the kernel counts in the process's resident
+    set while they are mapped. After every ``window_bytes`` read the pages are released
+    (``madvise(MADV_DONTNEED)``): they stay in the page cache, shared by every process that
+    maps the file, so the next read of them is a minor fault, not a disk read. The kernel
+    also maps cached neighbours of a faulting page (fault-around, 64 KiB), so with random
+    rows the resident part of the map peaks at about twice ``window_bytes``.
+
+    Args:
+        path: the ``.npy`` file (format 1.0-3.0, C order).
+        window_bytes: bytes read between releases.
+    """
+
+    def __init__(self, path: str | os.PathLike, window_bytes: int = READ_WINDOW_BYTES) -> None:
+        self.path, self.window_bytes = str(path), int(window_bytes)
+        self._open()
+
+    def _open(self) -> None:
+        header = np.load(self.path, mmap_mode="r")  # parses the header; its map is dropped
+        if not header.flags.c_contiguous:
+            raise ValueError(f"{self.path}: only C-ordered arrays are served")
+        shape, dtype, offset = header.shape, header.dtype, int(header.offset)
+        del header
+        with open(self.path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.array = np.ndarray(shape, dtype=dtype, buffer=self._map, offset=offset)
+        self._since_release = 0
+
+    def __getstate__(self) -> dict:  # spawned DataLoader workers reopen the file
+        return {"path": self.path, "window_bytes": self.window_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self.window_bytes = state["path"], state["window_bytes"]
+        self._open()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.from_numpy(np.empty(0, self.array.dtype)).dtype
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def element_size(self) -> int:
+        return int(self.array.dtype.itemsize)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, torch.Tensor):
+            idx = idx.numpy()
+        if isinstance(idx, (int, np.integer, slice)):
+            out = np.array(self.array[int(idx) if not isinstance(idx, slice) else idx])
+        else:  # an index array: numpy's take already copies
+            out = self.array[np.asarray(idx)]
+        self._account(out.nbytes)
+        return torch.from_numpy(out)
+
+    def _account(self, nbytes: int) -> None:
+        self._since_release += nbytes
+        if self._since_release >= self.window_bytes:
+            self.release()
+
+    def release(self) -> None:
+        """Drop the mapping's pages from this process's resident set (not from the page
+        cache)."""
+        self._since_release = 0
+        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
 
 class ArrayDataset(Dataset):
-    """Items ``(x, y, i)`` of a subset of an in-memory array: input, target, dataset index.
+    """Items ``(x, y, i)`` of a subset of the features: input, target, dataset index.
 
     Args:
         target_mask: multi-label only: a (C,) mask applied to every target, or an (N, C) mask
@@ -31,8 +129,8 @@ class ArrayDataset(Dataset):
             :meth:`CILDataModule.set_target_mask`); None serves the targets as they are.
     """
 
-    def __init__(self, data: torch.Tensor, targets: torch.Tensor, indices: np.ndarray,
-                 target_mask: torch.Tensor | None = None) -> None:
+    def __init__(self, data: MappedFeatures | torch.Tensor, targets: torch.Tensor,
+                 indices: np.ndarray, target_mask: torch.Tensor | None = None) -> None:
         self.data, self.targets, self.indices = data, targets, np.asarray(indices, dtype=np.int64)
         self.target_mask = target_mask
 
@@ -154,16 +252,27 @@ class CILDataModule(L.LightningDataModule):
         on_bad_file: ``"error"`` or ``"skip"``.
         verify_cache: ``data.verify_cache``, how much of each cache entry is checked on open:
             ``off`` (sizes, headers), ``quick`` (+ sampled blocks) or ``full`` (every block).
-        num_workers: DataLoader workers (data is in memory: 0 is usually fastest).
+        num_workers: DataLoader workers (0 is usually fastest: reading a row is a copy).
         seed: seeds the per-epoch shuffles.
+        serve: ``mmap`` (default) reads rows from the cache's shared memory map
+            (:class:`MappedFeatures`); ``copy`` copies every split into this process's RAM
+            first (the pre-issue-13 behaviour, kept for comparison: same values, same
+            results).
+
+    ``data[split][idx]`` is a (B, F, T) float16 tensor for an index array (and (F, T) for
+    an int) in both modes; ``targets[split]`` is in RAM.
     """
 
     def __init__(self, dataset: AudioDataset, class_order: Sequence[int], cache_dir: str,
                  frontend: dict, cache: str = "features", on_bad_file: str = "error",
-                 num_workers: int = 0, seed: int = 0, verify_cache: str = "quick") -> None:
+                 num_workers: int = 0, seed: int = 0, verify_cache: str = "quick",
+                 serve: str = "mmap") -> None:
         super().__init__()
         if cache not in ("features", "waveform"):
             raise ValueError(f"data.cache must be features|waveform, got {cache!r}")
+        if serve not in SERVE_MODES:
+            raise ValueError(f"serve must be one of {'|'.join(SERVE_MODES)}, got {serve!r}")
+        self.serve = serve
         self.dataset = dataset
         self.order = list(class_order)
         self.position = np.empty(len(self.order), dtype=np.int64)
@@ -171,7 +280,7 @@ class CILDataModule(L.LightningDataModule):
         self.cache_dir, self.frontend_cfg, self.cache = cache_dir, dict(frontend), cache
         self.on_bad_file, self.num_workers, self.seed = on_bad_file, num_workers, seed
         self.verify_cache = verify_cache
-        self.data: dict[str, torch.Tensor] = {}
+        self.data: dict[str, MappedFeatures | torch.Tensor] = {}
         self.targets: dict[str, torch.Tensor] = {}
         self.valid: dict[str, np.ndarray] = {}
         self.skipped: dict[str, list[str]] = {}
@@ -192,15 +301,24 @@ class CILDataModule(L.LightningDataModule):
 
     # ---- loading -----------------------------------------------------------------------
     def prepare(self) -> None:
-        """Build (or open) the cache of every split and hold it in memory."""
+        """Build (or open) the cache of every split and map it (or copy it, ``serve=copy``).
+
+        Only the global rank 0 (:func:`launch_rank`) builds a missing entry; the other
+        ranks wait for it (up to :data:`CACHE_WAIT_SECONDS`, ``AUDIOCIL_CACHE_WAIT_S``).
+        """
         if self.data:
             return
+        builder = launch_rank() == 0
         for split in SPLITS:
             data, keep, meta = cached_array(
                 self.dataset, split, self.cache_dir,
                 self.frontend_cfg if self.cache == "features" else None, self.on_bad_file,
-                verify=self.verify_cache)
-            self.data[split] = torch.from_numpy(np.array(data))  # into memory
+                verify=self.verify_cache, build=builder, wait_seconds=CACHE_WAIT_SECONDS)
+            if self.serve == "copy":
+                self.data[split] = torch.from_numpy(np.array(data))  # into this process's RAM
+            else:
+                self.data[split] = MappedFeatures(data.filename)
+            del data
             targets = self.dataset.splits[split].targets
             if self.dataset.multilabel:
                 self.targets[split] = torch.from_numpy(targets[:, self.order].astype(np.float32))
@@ -216,7 +334,7 @@ class CILDataModule(L.LightningDataModule):
     @property
     def sample_nbytes(self) -> int:
         x = self.data["train"]
-        return int(x[0].numel() * x.element_size())
+        return int(np.prod(x.shape[1:], dtype=np.int64)) * x.element_size()
 
     def class_positions(self, split: str) -> np.ndarray:
         """(N,) class position of each clip of a single-label split."""

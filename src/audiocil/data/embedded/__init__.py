@@ -12,6 +12,14 @@ Both are built once into ``<data_dir>/<name>-<settings hash>`` by :func:`cached_
 the files are written into a temporary sibling directory that is renamed into place only
 when complete (with ``manifest.json`` inside), under an exclusive file lock, so a killed
 build never leaves a directory that looks complete and two processes never both build.
+Under DDP only the global rank 0 builds; the other ranks wait for its manifest (on a file
+system shared by several machines, whatever its locks do).
+
+Versions. ``format_version`` is part of the settings (and so of the directory's name):
+version 2 (the default) renders with :mod:`.sampler` and the one-pass recording chain
+(:func:`.variation.record`), in about a minute; version 1 (midirenderer and
+:func:`.variation.vary`, minutes to tens of minutes) stays buildable, byte for byte, for
+figures measured on it. See each dataset's module notes for what differs.
 """
 
 from __future__ import annotations
@@ -21,11 +29,36 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 MANIFEST = "manifest.json"
+#: How long a rank other than 0 waits for rank 0's build (seconds).
+BUILD_WAIT_SECONDS = float(os.environ.get("AUDIOCIL_CACHE_WAIT_S", 4 * 3600))
+
+
+def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> None:
+    """Write a mono 16-bit PCM WAV in one ``write`` (version-2 datasets).
+
+    Samples are ``round(x * 32768)`` clipped to [-32768, 32767], so reading them back as
+    float (divided by 32768, as soundfile does) gives ``x`` to within half a step (but
+    +1.0, which reads back as 32767 / 32768). The
+    header is the canonical 44 bytes (RIFF, ``fmt `` PCM, ``data``). libsndfile writes the
+    same header but rounds differently and writes in many small pieces (about 6x the CPU,
+    and much slower still on a busy machine), which is why version 1 keeps it.
+    """
+    pcm = np.clip(np.rint(np.asarray(wave, np.float32) * np.float32(32768.0)),
+                  -32768, 32767).astype("<i2")
+    n = pcm.nbytes
+    header = (b"RIFF" + struct.pack("<I", 36 + n) + b"WAVEfmt "
+              + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+              + b"data" + struct.pack("<I", n))
+    with open(path, "wb") as fh:
+        fh.write(header + pcm.tobytes())
 
 
 def settings_hash(settings: dict) -> str:
@@ -83,6 +116,10 @@ def cached_build(data_dir: str | os.PathLike, name: str, settings: dict,
     final = data_dir / f"{name}-{key}"
     if is_complete(final):
         return final
+    from audiocil.data.cache import launch_rank
+
+    if launch_rank() != 0:  # the global rank 0 builds; the others wait for its manifest
+        return _wait_for_build(final, name, log)
     lock_path = data_dir / f".{name}-{key}.lock"
     with open(lock_path, "a+") as lock:
         try:
@@ -125,3 +162,17 @@ def cached_build(data_dir: str | os.PathLike, name: str, settings: dict,
             return final
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for_build(final: Path, name: str, log: Callable[[str], None],
+                    wait_seconds: float | None = None, poll_seconds: float = 2.0) -> Path:
+    wait_seconds = BUILD_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    log(f"[{name}] waiting for the global rank 0 to build {final}")
+    start = time.monotonic()
+    while not is_complete(final):
+        if time.monotonic() - start > wait_seconds:
+            raise TimeoutError(f"waited {wait_seconds:.0f} s for the global rank 0 to build "
+                               f"{final}; is rank 0 running and does it see the same "
+                               "paths.data_dir?")
+        time.sleep(poll_seconds)
+    return final

@@ -33,6 +33,23 @@ On disk (the NSynth release layout plus the NSynth-100 few-shot CIL metadata)::
 
 ``instrument_str`` is ``<family>_<source>_<program:03d>`` (families and sources:
 :data:`soundfont.FAMILIES`, :data:`soundfont.SOURCES`); labels follow program order.
+
+Versions (``format_version``, part of the settings and so of the directory name):
+
+- **2** (default, about a minute on 2 cores): every note rendered on its own by
+  :mod:`.sampler` (rustysynth's voice model in numba, dry: no reverb or chorus, no tail of a
+  neighbouring note), the detune rendered into the note, then one spectral pass of the
+  recording chain (:func:`.variation.record`: room, tilt and EQ, noise at the drawn SNR;
+  then the peak set to the drawn gain, so nothing clips).
+- **1** (about 8 minutes): notes rendered in batches by midirenderer (with the SoundFont's
+  reverb and chorus sends, whose tails run from one note's slot into the next), then
+  :func:`.variation.vary` (detune by resampling, room, colour, peak gain, noise, clipping).
+  Byte for byte what audiocil built before version 2 (``gm100-5226d99d`` for the defaults);
+  the figures measured before version 2 were measured on it.
+
+The two versions draw the same kinds of variation from the same ranges, but not the same
+values (version 2 draws in another order), and may keep different presets (the probes are
+rendered by each version's engine), so a result on one is not a result on the other.
 """
 
 from __future__ import annotations
@@ -48,13 +65,15 @@ import numpy as np
 import soundfile as sf
 
 from audiocil.data.catalog import AudioDataset
-from audiocil.data.embedded import cached_build, read_manifest
+from audiocil.data.embedded import cached_build, read_manifest, write_wav
 from audiocil.data.embedded import soundfont as S
-from audiocil.data.embedded.variation import Variation, vary
+from audiocil.data.embedded.variation import Variation, draw, record, vary
 from audiocil.progress import Progress
 
 NAME = "gm100"
-FORMAT_VERSION = 1
+#: The default dataset version (module notes); 1 stays buildable byte for byte.
+FORMAT_VERSION = 2
+VERSIONS = (1, 2)
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 4.0
 HOLD_SECONDS = 3.0
@@ -70,9 +89,9 @@ DUPLICATE_DB = 1.5
 
 
 def _settings(seed: int, sf_path: Path, n_classes: int, notes_per_split: tuple[int, int, int],
-              programs: list[int], variation: Variation) -> dict:
+              programs: list[int], variation: Variation, version: int) -> dict:
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": int(version),
         "seed": int(seed),
         "soundfont": sf_path.name,
         "soundfont_sha256": S.file_sha256(sf_path),
@@ -129,26 +148,39 @@ def _envelope_qualities(clean: np.ndarray, drawn: dict) -> list[int]:
 
 
 def _render_instrument(task: dict) -> dict:
-    """Worker: render, check, vary and write all notes of one program."""
+    """Worker: render, check, vary and write all notes of one program.
+
+    Version 1 renders clean notes with midirenderer, then :func:`vary` draws and applies
+    the recording chain; version 2 draws the chain first (:func:`draw`: its detune is
+    rendered into the note by the sampler), then :func:`record` applies it.
+    """
     t0, c0 = time.monotonic(), time.process_time()
-    program, seed = task["program"], task["seed"]
+    program, seed, version = task["program"], task["seed"], task["format_version"]
     need = sum(task["notes_per_split"])
     pool = task["pool"]
     params = Variation.from_settings(task["variation"])
     inst = S.instrument_str(program)
-    audible: list[tuple[tuple[int, int], np.ndarray]] = []
+    audible: list[tuple] = []
     silent: list[list[int]] = []
     cursor = 0
     while len(audible) < need and cursor < len(pool):
         take = pool[cursor:cursor + (need - len(audible))]
         cursor += len(take)
         events = [S.NoteEvent(p, v, HOLD_SECONDS, CLIP_SECONDS) for p, v in take]
-        clips = S.render_events(task["soundfont"], program, events, sample_rate=SAMPLE_RATE)
-        for pv, clip in zip(take, clips, strict=True):
+        if version == 1:
+            chains: list = [None] * len(take)
+            clips = S.render_events(task["soundfont"], program, events, sample_rate=SAMPLE_RATE)
+        else:
+            rngs = [np.random.default_rng([int(seed), 101, program, p, v]) for p, v in take]
+            chains = [(rng, draw(params, rng)) for rng in rngs]
+            clips = S.render_events(task["soundfont"], program, events, sample_rate=SAMPLE_RATE,
+                                    engine="sampler",
+                                    detune_cents=[d["detune_cents"] for _, d in chains])
+        for pv, clip, chain in zip(take, clips, chains, strict=True):
             if S.rms_db(clip) < SILENCE_DB:
                 silent.append(list(pv))
             else:
-                audible.append((pv, clip))
+                audible.append((pv, clip, chain))
     if len(audible) < need:
         return {"program": program, "error": f"{inst}: only {len(audible)} audible notes of "
                 f"{len(pool)} (pitch, velocity) pairs, {need} needed",
@@ -157,12 +189,19 @@ def _render_instrument(task: dict) -> dict:
     records: dict[str, list[dict]] = {s: [] for s in SPLIT_DIRS}
     bounds = np.cumsum([0, *task["notes_per_split"]])
     for k, split in enumerate(SPLIT_DIRS):
-        for (pitch, velocity), clean in audible[bounds[k]:bounds[k + 1]]:
-            rng = np.random.default_rng([int(seed), 101, program, pitch, velocity])
-            wave, drawn = vary(clean, SAMPLE_RATE, params, rng)
+        for (pitch, velocity), clean, chain in audible[bounds[k]:bounds[k + 1]]:
+            if chain is None:
+                rng = np.random.default_rng([int(seed), 101, program, pitch, velocity])
+                wave, drawn = vary(clean, SAMPLE_RATE, params, rng)
+            else:
+                rng, drawn = chain
+                wave = record(clean, SAMPLE_RATE, params, drawn, rng)
             note_str = f"{inst}-{pitch:03d}-{velocity:03d}"
-            sf.write(out_dir / SPLIT_DIRS[split] / "audio" / f"{note_str}.wav", wave,
-                     SAMPLE_RATE, subtype="PCM_16")
+            path = out_dir / SPLIT_DIRS[split] / "audio" / f"{note_str}.wav"
+            if version == 1:
+                sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16")
+            else:
+                write_wav(path, wave, SAMPLE_RATE)
             records[split].append({"note_str": note_str, "pitch": pitch, "velocity": velocity,
                                    "qualities": _envelope_qualities(clean, drawn)})
     return {"program": program, "records": records, "silent_notes": silent,
@@ -199,7 +238,8 @@ def _normalise_split_sizes(notes_per_split) -> tuple[int, int, int]:
 def build_gm100(root: str | os.PathLike, seed: int = 0, soundfont: str | None = None, *,
                 n_classes: int = 100, notes_per_split=(100, 20, 50),
                 programs: list[int] | None = None, workers: int | None = None,
-                verbose: bool = True, **variation) -> Path:
+                verbose: bool = True, format_version: int = FORMAT_VERSION,
+                **variation) -> Path:
     """Build gm100 under ``root`` (once) and return its directory ``root/gm100-<hash8>``.
 
     Args:
@@ -210,13 +250,17 @@ def build_gm100(root: str | os.PathLike, seed: int = 0, soundfont: str | None = 
         notes_per_split: (train, val, test) notes per class.
         programs: candidate GM programs (default all 128).
         workers: render processes (default: up to 2).
-        verbose: print progress per instrument.
+        verbose: print progress (a bar on a terminal, else a line per 10 %).
+        format_version: 2 (default) or 1 (module notes).
         **variation: :class:`~audiocil.data.embedded.variation.Variation` fields.
 
     Same arguments -> same directory and byte-identical content (``manifest.json`` holds
     the content hash). Different arguments -> another directory.
     """
     params = Variation.from_kwargs(**variation)
+    if format_version not in VERSIONS:
+        raise ValueError(f"gm100 format_version must be one of {VERSIONS}, got {format_version}")
+    engine = "midirenderer" if format_version == 1 else "sampler"
     sizes = _normalise_split_sizes(notes_per_split)
     sf_path = S.resolve_soundfont(soundfont)
     cands = sorted({int(p) for p in (range(128) if programs is None else programs)})
@@ -229,13 +273,18 @@ def build_gm100(root: str | os.PathLike, seed: int = 0, soundfont: str | None = 
     n_pitches = -(-int(np.ceil(sum(sizes) * 1.05)) // len(VELOCITIES))
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
-    settings = _settings(seed, sf_path, n_classes, sizes, cands, params)
+    settings = _settings(seed, sf_path, n_classes, sizes, cands, params, format_version)
 
     def build(tmp: Path) -> dict:
-        log(f"[gm100] building {n_classes} classes x {sum(sizes)} notes from {sf_path.name} "
-            f"with {workers} worker(s) into {tmp.parent} (one-time, a few minutes)")
+        log(f"[gm100] building version {format_version}: {n_classes} classes x {sum(sizes)} "
+            f"notes from {sf_path.name} with {workers} worker(s) into {tmp.parent} (one-time, "
+            f"{'a minute or two' if format_version > 1 else 'several minutes'})")
         t0 = time.monotonic()
-        probes = S.probe_presets(sf_path, cands, workers=workers, scan=True)
+        if engine == "sampler":
+            from audiocil.data.embedded import sampler
+
+            sampler.warm_up()  # compile before the workers fork (they inherit it)
+        probes = S.probe_presets(sf_path, cands, workers=workers, scan=True, engine=engine)
         keys, narrow = {}, []
         for pr in probes:
             k = playable_keys(pr.key, pr.audible_keys, n_pitches)
@@ -259,7 +308,8 @@ def build_gm100(root: str | os.PathLike, seed: int = 0, soundfont: str | None = 
             (tmp / d / "audio").mkdir(parents=True)
         tasks = [{"program": p, "seed": int(seed), "pool": note_pool(seed, p, keys[p]),
                   "notes_per_split": sizes, "variation": params.asdict(),
-                  "soundfont": str(sf_path), "out_dir": str(tmp)} for p in kept]
+                  "soundfont": str(sf_path), "out_dir": str(tmp),
+                  "format_version": format_version} for p in kept]
         results = []
         with Progress(len(kept), "[gm100] rendering", "instrument", emit=log) as bar:
             for res in S.parallel_map(_render_instrument, tasks, workers):
@@ -312,7 +362,8 @@ def load_gm100(data_dir: str | os.PathLike, seed: int = 0, soundfont: str | None
                sample_rate: int = 16000, clip_seconds: float = 4.0, on_bad_file: str = "error",
                n_classes: int = 100, notes_per_split=(100, 20, 50),
                programs: list[int] | None = None, workers: int | None = None,
-               verbose: bool = True, **variation) -> AudioDataset:
+               verbose: bool = True, format_version: int = FORMAT_VERSION,
+               **variation) -> AudioDataset:
     """The gm100 dataset, built into ``data_dir`` on first use, read by the NSynth loader.
 
     ``sample_rate`` and ``clip_seconds`` are what the clips are served at (the files are
@@ -322,7 +373,7 @@ def load_gm100(data_dir: str | os.PathLike, seed: int = 0, soundfont: str | None
 
     root = build_gm100(data_dir, seed=seed, soundfont=soundfont, n_classes=n_classes,
                        notes_per_split=notes_per_split, programs=programs, workers=workers,
-                       verbose=verbose, **variation)
+                       verbose=verbose, format_version=format_version, **variation)
     ds = load_nsynth(str(root), metadata_prefix=PREFIX, sample_rate=sample_rate,
                      clip_seconds=clip_seconds, on_bad_file=on_bad_file, name=NAME)
     man = read_manifest(root)

@@ -26,6 +26,11 @@ On disk::
     <root>/manifest.json                    settings, dropped candidates, hashes
 
 Class names: ``drum_<key:03d>_<gm drum name>`` and ``<family>_<source>_<program:03d>``.
+
+Versions (``format_version``, as for gm100): **2** (default, under a minute on 2 cores)
+renders each event dry with :mod:`.sampler` and applies :func:`.variation.record` to the
+mixture; **1** (tens of minutes) renders events with midirenderer and applies
+:func:`.variation.vary`, byte for byte what audiocil built before version 2.
 """
 
 from __future__ import annotations
@@ -40,13 +45,15 @@ import numpy as np
 import soundfile as sf
 
 from audiocil.data.catalog import SPLITS, AudioDataset, ClipTable
-from audiocil.data.embedded import cached_build, read_manifest
+from audiocil.data.embedded import cached_build, read_manifest, write_wav
 from audiocil.data.embedded import soundfont as S
-from audiocil.data.embedded.variation import Variation, vary
+from audiocil.data.embedded.variation import Variation, draw, record, vary
 from audiocil.progress import Progress
 
 NAME = "gmmix50"
-FORMAT_VERSION = 1
+#: The default dataset version (module notes); 1 stays buildable byte for byte.
+FORMAT_VERSION = 2
+VERSIONS = (1, 2)
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 5.0
 CSV_HEADER = ("filename", "labels")
@@ -137,7 +144,7 @@ def _render_chunk(task: dict) -> dict:
         events = [task["plans"][ci]["events"][ei]["event"] for ci, ei in idx]
         drum = key >= DRUM_OFFSET
         clips = S.render_events(task["soundfont"], 0 if drum else key, events, is_drum=drum,
-                                sample_rate=SAMPLE_RATE)
+                                sample_rate=SAMPLE_RATE, engine=task["engine"])
         for pos, clip in zip(idx, clips, strict=True):
             stems[pos] = clip
     params = Variation.from_settings(task["variation"])
@@ -161,9 +168,13 @@ def _render_chunk(task: dict) -> dict:
             present.add(ev["class"])
         rng = np.random.default_rng([int(task["seed"]), 201, SPLITS.index(plan["split"]),
                                      plan["index"]])
-        wave, _ = vary(mix, SAMPLE_RATE, params, rng, detune_ok=False)
-        sf.write(Path(task["out_dir"]) / "audio" / plan["split"] / f"{plan['name']}.wav", wave,
-                 SAMPLE_RATE, subtype="PCM_16")
+        path = Path(task["out_dir"]) / "audio" / plan["split"] / f"{plan['name']}.wav"
+        if task["engine"] == "midirenderer":  # version 1
+            wave, _ = vary(mix, SAMPLE_RATE, params, rng, detune_ok=False)
+            sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16")
+        else:
+            wave = record(mix, SAMPLE_RATE, params, draw(params, rng, detune_ok=False), rng)
+            write_wav(path, wave, SAMPLE_RATE)
         rows.append((plan["split"], f"{plan['name']}.wav", sorted(present)))
     return {"rows": rows, "quiet_events": quiet, "seconds": time.monotonic() - t0,
             "cpu_seconds": time.process_time() - c0, "n": len(task["plans"])}
@@ -174,7 +185,8 @@ def build_gmmix50(root: str | os.PathLike, seed: int = 0, soundfont: str | None 
                   clips_per_split=(3000, 600, 1200), max_events: int = 4,
                   level_db_min: float = -15.0, level_db_max: float = 0.0,
                   drum_keys: list[int] | None = None, programs: list[int] | None = None,
-                  workers: int | None = None, verbose: bool = True, **variation) -> Path:
+                  workers: int | None = None, verbose: bool = True,
+                  format_version: int = FORMAT_VERSION, **variation) -> Path:
     """Build gmmix50 under ``root`` (once) and return its directory ``root/gmmix50-<hash8>``.
 
     Args:
@@ -187,10 +199,16 @@ def build_gmmix50(root: str | os.PathLike, seed: int = 0, soundfont: str | None 
         level_db_min, level_db_max: range of each event's level in the mix, dB.
         drum_keys, programs: candidates (default: GM keys 35..81, programs 0..127).
         workers: render processes (default: up to 2).
+        verbose: print progress (a bar on a terminal, else a line per 10 %).
+        format_version: 2 (default) or 1 (module notes).
         **variation: :class:`~audiocil.data.embedded.variation.Variation` fields
             overriding :data:`DEFAULT_VARIATION`.
     """
     params = Variation.from_kwargs(**{**DEFAULT_VARIATION, **variation})
+    if format_version not in VERSIONS:
+        raise ValueError(f"gmmix50 format_version must be one of {VERSIONS}, got "
+                         f"{format_version}")
+    engine = "midirenderer" if format_version == 1 else "sampler"
     sizes = tuple(int(n) for n in clips_per_split)
     if len(sizes) != 3 or min(sizes) < 1:
         raise ValueError(f"clips_per_split must be 3 positive counts, got {clips_per_split}")
@@ -204,7 +222,7 @@ def build_gmmix50(root: str | os.PathLike, seed: int = 0, soundfont: str | None 
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     log = (lambda msg: print(msg, flush=True)) if verbose else (lambda msg: None)
     settings = {
-        "format_version": FORMAT_VERSION, "seed": int(seed), "soundfont": sf_path.name,
+        "format_version": int(format_version), "seed": int(seed), "soundfont": sf_path.name,
         "soundfont_sha256": S.file_sha256(sf_path), "n_drum_classes": int(n_drum_classes),
         "n_program_classes": int(n_program_classes), "clips_per_split": list(sizes),
         "max_events": int(max_events), "level_db": [float(level_db_min), float(level_db_max)],
@@ -215,13 +233,18 @@ def build_gmmix50(root: str | os.PathLike, seed: int = 0, soundfont: str | None 
 
     def build(tmp: Path) -> dict:
         total = sum(sizes)
-        log(f"[gmmix50] building {total} clips of {n_drum_classes} drum + {n_program_classes} "
-            f"instrument classes from {sf_path.name} with {workers} worker(s) (one-time)")
+        log(f"[gmmix50] building version {format_version}: {total} clips of {n_drum_classes} "
+            f"drum + {n_program_classes} instrument classes from {sf_path.name} with {workers} "
+            f"worker(s) (one-time)")
         t0 = time.monotonic()
-        dprobes = S.probe_presets(sf_path, dkeys, is_drum=True, workers=workers)
+        if engine == "sampler":
+            from audiocil.data.embedded import sampler
+
+            sampler.warm_up()  # compile before the workers fork (they inherit it)
+        dprobes = S.probe_presets(sf_path, dkeys, is_drum=True, workers=workers, engine=engine)
         for p in dprobes:
             p.key += DRUM_OFFSET
-        pprobes = S.probe_presets(sf_path, progs, workers=workers, scan=True)
+        pprobes = S.probe_presets(sf_path, progs, workers=workers, scan=True, engine=engine)
         from audiocil.data.embedded.gm100 import playable_keys
 
         keys, narrow = {}, []
@@ -254,7 +277,7 @@ def build_gmmix50(root: str | os.PathLike, seed: int = 0, soundfont: str | None 
             plans += plan_clips(seed, classes, n, split, max_events, (level_db_min, level_db_max),
                                 keys)
         tasks = [{"plans": plans[i:i + CHUNK], "seed": int(seed), "soundfont": str(sf_path),
-                  "variation": params.asdict(), "out_dir": str(tmp)}
+                  "variation": params.asdict(), "out_dir": str(tmp), "engine": engine}
                  for i in range(0, len(plans), CHUNK)]
         rows: dict[str, list] = {s: [] for s in SPLITS}
         quiet: list[str] = []
@@ -344,7 +367,7 @@ def load_gmmix50(data_dir: str | os.PathLike, seed: int = 0, soundfont: str | No
                  max_events: int = 4, level_db_min: float = -15.0, level_db_max: float = 0.0,
                  drum_keys: list[int] | None = None, programs: list[int] | None = None,
                  workers: int | None = None, verbose: bool = True,
-                 **variation) -> AudioDataset:
+                 format_version: int = FORMAT_VERSION, **variation) -> AudioDataset:
     """gmmix50, built into ``data_dir`` on first use: multi-label, (N, 50) uint8 targets.
 
     ``sample_rate`` and ``clip_seconds`` are what the clips are served at (the files are
@@ -355,7 +378,7 @@ def load_gmmix50(data_dir: str | os.PathLike, seed: int = 0, soundfont: str | No
                          clips_per_split=clips_per_split, max_events=max_events,
                          level_db_min=level_db_min, level_db_max=level_db_max,
                          drum_keys=drum_keys, programs=programs, workers=workers,
-                         verbose=verbose, **variation)
+                         verbose=verbose, format_version=format_version, **variation)
     ds = read_gmmix50(root, sample_rate=sample_rate, clip_seconds=clip_seconds,
                       on_bad_file=on_bad_file)
     man = read_manifest(root)

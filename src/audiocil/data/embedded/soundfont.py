@@ -1,14 +1,18 @@
 """Rendering General-MIDI notes and drum hits from a SoundFont, and measuring presets.
 
-Audio comes from ``midirenderer`` (MIDI + SoundFont -> 48 kHz WAV bytes, no system
-package needed); the MIDI is written with ``pretty_midi``. The default SoundFont is
+Two engines (``engine=``), no system package either way. The default SoundFont is
 ``TimGM6mb.sf2``, which ships inside the ``pretty_midi`` package.
 
-Speed: every render call parses the SoundFont and the renderer runs at roughly 120x real
-time whatever the number of sounding voices, so one call renders a *batch* of notes of
-the same preset, each in its own time slot (note, release, an All-Sound-Off controller,
-a short gap), and the slots are cut apart afterwards. Reverb and chorus sends are set to
-zero: the room is added later, seeded, by :mod:`audiocil.data.embedded.variation`.
+- ``"sampler"`` (the embedded datasets' version 2): :mod:`audiocil.data.embedded.sampler`,
+  each note rendered on its own, dry, by a numba sample player with rustysynth's voice
+  model, at 32 kHz, resampled with soxr (~1.5 ms of CPU per 4 s note).
+- ``"midirenderer"`` (version 1): MIDI written with ``pretty_midi`` and rendered by
+  ``midirenderer`` (rustysynth in Rust, 48 kHz, with its reverb and chorus always running:
+  ~90x real time whatever the number of voices). One call renders a *batch* of notes of
+  the same preset, each in its own time slot (note, release, an All-Sound-Off controller,
+  a short gap), cut apart afterwards; the channel's reverb and chorus sends are set to
+  zero, but the SoundFont's own effect sends still feed the effects, whose tails carry
+  from one slot into the next. Kept so that version-1 datasets rebuild byte for byte.
 
 Measuring presets (:func:`probe_presets`, :func:`select_distinct`): each candidate preset
 plays a few fixed probe notes; a preset whose loudest probe is below a floor is *silent*,
@@ -32,6 +36,7 @@ import numpy as np
 from audiocil.errors import DataError
 
 RENDER_RATE = 48000  # what midirenderer produces (read back from the WAV header anyway)
+ENGINES = ("midirenderer", "sampler")
 
 # General-MIDI program -> family. The names follow NSynth where NSynth has the family
 # (bass 0, brass 1, flute 2, guitar 3, keyboard 4, mallet 5, organ 6, reed 7, string 8,
@@ -236,7 +241,8 @@ def resample(wave: np.ndarray, src: int, dst: int) -> np.ndarray:
 
 def render_events(sf_path: str | os.PathLike, program: int, events: list[NoteEvent], *,
                   is_drum: bool = False, sample_rate: int = 16000, batch: int = 24,
-                  gap: float = 0.25, lead: float = 0.05) -> list[np.ndarray]:
+                  gap: float = 0.25, lead: float = 0.05, engine: str = "midirenderer",
+                  detune_cents: list[float] | None = None) -> list[np.ndarray]:
     """Render each event of one preset to a mono float32 clip at ``sample_rate``.
 
     Args:
@@ -244,13 +250,21 @@ def render_events(sf_path: str | os.PathLike, program: int, events: list[NoteEve
         program: GM program 0..127 (ignored for drums: the standard kit, bank 128).
         events: what to play; clip ``i`` is ``round(events[i].length * sample_rate)`` long.
         is_drum: play on the percussion channel (MIDI channel 10).
-        batch: events per render call (memory: ~0.4 MB per second of slot).
-        gap: silence between slots, after the All-Sound-Off.
-        lead: silence before the first slot.
+        batch, gap, lead (``midirenderer`` only): events per render call (memory: ~0.4 MB
+            per second of slot), silence between slots after the All-Sound-Off, silence
+            before the first slot.
+        engine: ``midirenderer`` or ``sampler`` (module notes).
+        detune_cents (``sampler`` only): a pitch offset per event.
 
     Returns:
         one array per event, in order. Deterministic: the same inputs give the same bytes.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "sampler":
+        return _render_sampler(sf_path, program, events, is_drum, sample_rate, detune_cents)
+    if detune_cents is not None:
+        raise ValueError("detune_cents needs engine='sampler'")
     data = soundfont_bytes(sf_path)
     import midirenderer
 
@@ -271,6 +285,23 @@ def render_events(sf_path: str | os.PathLike, program: int, events: list[NoteEve
             if len(clip) < n:
                 clip = np.pad(clip, (0, n - len(clip)))
             out.append(np.ascontiguousarray(clip, dtype=np.float32))
+    return out
+
+
+def _render_sampler(sf_path, program: int, events: list[NoteEvent], is_drum: bool,
+                    sample_rate: int, detune_cents: list[float] | None) -> list[np.ndarray]:
+    from audiocil.data.embedded import sampler
+
+    font = sampler.soundfont(sf_path)
+    out = []
+    for k, ev in enumerate(events):
+        wave = sampler.render_note(font, program, ev.pitch, ev.velocity, ev.hold, ev.length,
+                                   is_drum=is_drum,
+                                   detune_cents=0.0 if detune_cents is None else detune_cents[k])
+        clip = resample(wave, sampler.RENDER_RATE, sample_rate)
+        n = int(round(ev.length * sample_rate))
+        out.append(np.ascontiguousarray(np.pad(clip, (0, max(0, n - len(clip))))[:n],
+                                        dtype=np.float32))
     return out
 
 
@@ -346,7 +377,8 @@ def scan_keys(program: int) -> list[int]:
 
 
 def audible_keys(sf_path: str | os.PathLike, program: int, keys: list[int], *,
-                 silence_db: float = -90.0, sample_rate: int = 16000) -> list[int]:
+                 silence_db: float = -90.0, sample_rate: int = 16000,
+                 engine: str = "midirenderer") -> list[int]:
     """The ``keys`` at which ``program`` makes a sound (a short note at velocity 127).
 
     A SoundFont preset only covers the keys its samples are mapped to; outside them the
@@ -354,12 +386,13 @@ def audible_keys(sf_path: str | os.PathLike, program: int, keys: list[int], *,
     """
     events = [NoteEvent(pitch=k, velocity=127, hold=0.25, length=0.4) for k in keys]
     clips = render_events(sf_path, program, events, sample_rate=sample_rate, batch=64,
-                          gap=0.1)
+                          gap=0.1, engine=engine)
     return [k for k, c in zip(keys, clips, strict=True) if rms_db(c) > silence_db]
 
 
 def probe_preset(sf_path: str | os.PathLike, key: int, is_drum: bool = False,
-                 sample_rate: int = 16000, scan: bool = False) -> PresetProbe:
+                 sample_rate: int = 16000, scan: bool = False,
+                 engine: str = "midirenderer") -> PresetProbe:
     """Render the probe notes of one program (or one drum key) and measure them.
 
     A program plays :data:`PROBE_PITCHES` (3 s held, 4 s kept). A drum key is hit once
@@ -373,23 +406,25 @@ def probe_preset(sf_path: str | os.PathLike, key: int, is_drum: bool = False,
         events = [NoteEvent(pitch=p, velocity=PROBE_VELOCITY, hold=3.0, length=4.0)
                   for p in PROBE_PITCHES]
     clips = render_events(sf_path, 0 if is_drum else key, events, is_drum=is_drum,
-                          sample_rate=sample_rate)
+                          sample_rate=sample_rate, engine=engine)
     if is_drum:
         clips = clips * len(PROBE_PITCHES)
-    audible = audible_keys(sf_path, key, scan_keys(key)) if scan and not is_drum else None
+    audible = audible_keys(sf_path, key, scan_keys(key), engine=engine) \
+        if scan and not is_drum else None
     return PresetProbe(key=key, is_drum=is_drum, level_db=max(rms_db(c) for c in clips),
                        fingerprint=fingerprint(clips, sample_rate), audible_keys=audible)
 
 
 def _probe_task(args: tuple) -> PresetProbe:
-    sf_path, key, is_drum, scan = args
-    return probe_preset(sf_path, key, is_drum, scan=scan)
+    sf_path, key, is_drum, scan, engine = args
+    return probe_preset(sf_path, key, is_drum, scan=scan, engine=engine)
 
 
 def probe_presets(sf_path: str | os.PathLike, keys: list[int], is_drum: bool = False,
-                  workers: int = 1, scan: bool = False) -> list[PresetProbe]:
+                  workers: int = 1, scan: bool = False,
+                  engine: str = "midirenderer") -> list[PresetProbe]:
     """:func:`probe_preset` for every key, in order (in ``workers`` processes)."""
-    tasks = [(str(sf_path), int(k), is_drum, scan) for k in keys]
+    tasks = [(str(sf_path), int(k), is_drum, scan, engine) for k in keys]
     return list(parallel_map(_probe_task, tasks, workers))
 
 

@@ -19,9 +19,11 @@ All ranges are :class:`Variation` fields, flat floats so Hydra can override each
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+import scipy.signal  # noqa: F401 - imported here, once (workers forked later inherit it)
 
 
 @dataclass(frozen=True)
@@ -228,3 +230,92 @@ def vary(wave: np.ndarray, sample_rate: int, params: Variation,
     out = set_peak(out, drawn["gain_db"])
     out = add_noise(out, rng, drawn["snr_db"], drawn["noise_slope"])
     return np.clip(out, -1.0, 1.0).astype(np.float32), drawn
+
+
+# ---- version 2: one spectral pass -----------------------------------------------------------
+def draw(params: Variation, rng: np.random.Generator, *, detune_ok: bool = True) -> dict:
+    """The per-clip values of the version-2 chain, drawn before the clip is rendered (the
+    detune is rendered into the note: see :func:`record`)."""
+    u = rng.uniform
+    drawn = {
+        "detune_cents": float(u(-params.detune_cents, params.detune_cents)) if detune_ok else 0.0,
+        "rt60_ms": float(u(params.room_rt60_ms_min, params.room_rt60_ms_max)),
+        "drr_db": float(u(params.room_drr_db_min, params.room_drr_db_max)),
+        "tilt_db_per_octave": float(u(-params.tilt_db_per_octave, params.tilt_db_per_octave)),
+        "gain_db": float(u(params.gain_db_min, params.gain_db_max)),
+        "snr_db": float(u(params.snr_db_min, params.snr_db_max)),
+        "noise_slope": float(u(0.0, params.noise_slope_max)),
+    }
+    n_bands = EQ_BANDS if params.eq_db else 0
+    drawn["eq_bands"] = [(float(np.exp(u(np.log(100.0), np.log(6000.0)))), float(u(0.3, 1.0)),
+                          float(u(-params.eq_db, params.eq_db))) for _ in range(n_bands)]
+    return drawn
+
+
+@functools.lru_cache(maxsize=8)
+def _bins(n_fft: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(octaves re 1 kHz, floored at 50 Hz; natural log of the bin index, bin 0 as 1) of
+    the ``rfft`` bins of length ``n_fft``, float32."""
+    f = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    k = np.arange(len(f), dtype=np.float64)
+    k[0] = 1.0
+    return (np.log2(np.maximum(f, 50.0) / 1000.0).astype(np.float32),
+            np.log(k).astype(np.float32))
+
+
+def _energy(spec: np.ndarray, n_fft: int) -> float:
+    """Sum of squares of the length-``n_fft`` real signal whose ``rfft`` is ``spec``."""
+    e = 2.0 * float(np.vdot(spec, spec).real) - float(abs(spec[0]) ** 2)
+    if n_fft % 2 == 0:
+        e -= float(abs(spec[-1]) ** 2)
+    return e / n_fft
+
+
+def record(wave: np.ndarray, sample_rate: int, params: Variation, drawn: dict,
+           rng: np.random.Generator) -> np.ndarray:
+    """The version-2 recording chain on a clip rendered with ``drawn["detune_cents"]``.
+
+    In one FFT of length ``N >= len(wave) + len(room) - 1``: the room (a linear
+    convolution, truncated to the clip), the tilt and EQ (the same zero-phase gain curve
+    as :func:`colour`) and coloured noise drawn in the frequency domain (unit bins of random
+    phase shaped by ``k ** -(slope / 2)``, as :func:`coloured_noise` shapes white noise) at
+    ``snr_db`` against the clean clip's mean power (both by Parseval, over the clip's
+    length). Then the clip's peak is set to ``gain_db`` (so nothing is clipped). Three real
+    FFTs, in float32.
+
+    Returns:
+        (S,) float32, peak ``10 ** (gain_db / 20)``.
+    """
+    from scipy import fft as F
+
+    n = len(wave)
+    ir = None
+    if params.room_rt60_ms_max > 0 and drawn["rt60_ms"] > 0:
+        ir = room_impulse_response(rng, sample_rate, drawn["rt60_ms"], drawn["drr_db"])
+    n_fft = F.next_fast_len(n + (len(ir) - 1 if ir is not None else 0), real=True)
+    spec = F.rfft(wave.astype(np.float32, copy=False), n_fft)
+    if ir is not None:
+        spec *= F.rfft(ir.astype(np.float32), n_fft)
+    octaves, log_k = _bins(n_fft, sample_rate)
+    bands = drawn["eq_bands"]
+    if drawn["tilt_db_per_octave"] or any(g for _, _, g in bands):
+        gain_db = np.float32(drawn["tilt_db_per_octave"]) * octaves
+        for centre, width, gain in bands:
+            z = (octaves - np.float32(np.log2(centre / 1000.0))) * np.float32(1.0 / width)
+            gain_db += np.float32(gain) * np.exp(np.float32(-0.5) * z * z)
+        spec *= np.exp(gain_db * np.float32(np.log(10.0) / 20.0))
+    if params.snr_db_min < 200 and drawn["snr_db"] < 200:
+        power = _energy(spec, n_fft) / n
+        if power > 0:
+            # white noise as unit bins of random phase (a flat spectrum: its samples are
+            # Gaussian by the central limit theorem), then coloured
+            phase = rng.random(len(spec), dtype=np.float32) * np.float32(2 * np.pi)
+            noise = np.empty(len(spec), np.complex64)
+            noise.real, noise.imag = np.cos(phase), np.sin(phase)
+            noise[0] = 0.0
+            noise *= np.exp(np.float32(-drawn["noise_slope"] / 2.0) * log_k)
+            noise_power = _energy(noise, n_fft) / n_fft
+            spec += noise * np.float32(np.sqrt(power / 10 ** (drawn["snr_db"] / 10.0)
+                                               / noise_power))
+    out = F.irfft(spec, n_fft)[:n]
+    return set_peak(out, drawn["gain_db"])
