@@ -22,8 +22,8 @@ venv: $(STAMP) ## create .venv and install audiocil (editable) with its test too
 run: $(STAMP) ## the default experiment: standard CIL on the embedded gm100 (ARGS="key=value ..." to override)
 	$(PY) -m audiocil experiment=quickstart $(ARGS)
 
-test: $(STAMP) ## the default test suite (fast tier)
-	$(PY) -m pytest $(ARGS)
+test: $(STAMP) ## the default test suite (fast tier), on 2 processes (pytest-xdist)
+	$(PY) -m pytest -n 2 $(ARGS)
 
 test-slow: $(STAMP) ## the slow tier: DDP, end-to-end checks
 	$(PY) -m pytest -m slow $(ARGS)

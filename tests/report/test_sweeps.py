@@ -75,7 +75,7 @@ def test_a_sweep_writes_its_report_and_lists_the_failed_job(tmp_path):
     assert report.is_file(), out.stderr[-3000:]  # ...and the report is written all the same
     md = report.read_text()
     assert "| finetune | cnn | 1 |" in md
-    assert "FAILED" in md and "scenario.init_cls=99" in md and "ValueError" in md
+    assert "FAILED" in md and "scenario.init_cls=99" in md and "ConfigError" in md
     status = json.loads((tmp_path / "sweep" / "0" / "job_status.json").read_text())
     results = json.loads((tmp_path / "sweep" / "0" / "results.json").read_text())
     assert status["status"] == "COMPLETED" and status["return_value"] == results["val_objective"]
