@@ -52,8 +52,12 @@ def build_strategy(cfg: DictConfig, objective=None) -> L.LightningModule:
     if objective is None:
         objective = build_named(cfg.scenario).objective
     backbone = build_named(cfg.backbone)
-    return build_named(cfg.method, backbone=backbone, frontend=build_frontend(cfg), seed=cfg.seed,
-                       objective=objective)
+    strategy = build_named(cfg.method, backbone=backbone, frontend=build_frontend(cfg),
+                           seed=cfg.seed, objective=objective)
+    data = cfg.get("data") or {}
+    if data.get("teacher_outputs", "recompute") == "cache":
+        strategy.teacher_memo_mb = float(data.get("teacher_cache_mb", 0))
+    return strategy
 
 
 def load_strategy(cfg: DictConfig, state: dict, objective=None) -> L.LightningModule:

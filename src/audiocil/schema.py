@@ -165,6 +165,7 @@ ROOT: dict[str, Spec] = {
     "task_name": Str(), "seed": SEED, "resume": Opt(Str()), "optimized_metric": Str(),
     "data.cache": Choice("features", "waveform"), "data.num_workers": Int(0),
     "data.verify_cache": Choice("off", "quick", "full"),
+    "data.teacher_outputs": Choice("cache", "recompute"), "data.teacher_cache_mb": NONNEG,
     "augment.spec_augment": Bool(), "augment.freq_masks": Int(0), "augment.freq_width": Int(0),
     "augment.time_masks": Int(0), "augment.time_width": Int(0),
     "paths.*": Str(),

@@ -39,6 +39,7 @@ from audiocil.core import Objective, Stage, Task
 from audiocil.data.frontend import Frontend
 from audiocil.data.memory import ExemplarMemory
 from audiocil.heads import IncrementalLinear
+from audiocil.methods.memo import OutputMemo
 from audiocil.metrics.task_accuracy import TaskAccuracy
 from audiocil.objectives import SingleLabel
 from audiocil.optim import build, param_groups
@@ -131,6 +132,9 @@ class Strategy(L.LightningModule):
     #: the scenarios whose protocol the method handles; every method class declares its own
     #: (checked at start-up, before any dataset is built)
     scenarios: ClassVar[tuple[str, ...]] = ()
+    #: MB of frozen-module outputs kept per stage (:meth:`frozen`); 0: recompute every batch.
+    #: Set from ``data.teacher_outputs`` / ``data.teacher_cache_mb`` by ``audiocil.run``.
+    teacher_memo_mb: float = 0.0
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, first_task: Mapping,
                  later_tasks: Mapping, batch_size: int = 64, memory: Mapping | None = None,
@@ -148,6 +152,7 @@ class Strategy(L.LightningModule):
         self._groups: list[dict] = []
         self._eval_modules: list[nn.Module] = []
         self.eval_metrics = nn.ModuleDict()
+        self._memo: OutputMemo | None = None
 
     # ---- sizes ---------------------------------------------------------------------------
     @property
@@ -280,9 +285,15 @@ class Strategy(L.LightningModule):
         self._eval_modules = [m for _, m in keep_eval]
         self._eval_modules += list(stage.eval_modules() if stage.eval_modules else [])
         self.train(self.training)
+        # a frozen module's output for a clip is fixed inside a stage when the clip's input is:
+        # cached log-mels without SpecAugment, and the stage's items are the clips themselves
+        fixed = all(f.logmel is None and f.spec_augment is None
+                    for f in self.modules() if isinstance(f, Frontend))
+        use = self.teacher_memo_mb > 0 and stage.dataset is None and fixed
+        self._memo = OutputMemo(int(self.teacher_memo_mb * 2**20)) if use else None
 
     def leave_stage(self) -> None:
-        self.stage, self._groups, self._eval_modules = None, [], []
+        self.stage, self._groups, self._eval_modules, self._memo = None, [], [], None
         frozen = {id(p) for m in self.modules() if isinstance(m, FrozenCopy) for p in m.parameters()}
         for p in self.parameters():
             p.requires_grad_(id(p) not in frozen)
@@ -295,6 +306,12 @@ class Strategy(L.LightningModule):
         return self
 
     # ---- helpers shared by methods ---------------------------------------------------------
+    def frozen(self, module: nn.Module, x: torch.Tensor, **kwargs):
+        """``module(x, **kwargs)`` of a frozen module (a teacher) on the current training
+        batch, whose rows ``x`` must be the batch's clips in order: computed once per clip and
+        stage when the inputs are fixed (:mod:`audiocil.methods.memo`), else every batch."""
+        return self._memo(module, x, **kwargs) if self._memo is not None else module(x, **kwargs)
+
     @torch.no_grad()
     def embed_indices(self, dm, indices: np.ndarray, split: str = "train",
                       net: nn.Module | None = None) -> torch.Tensor:
@@ -317,10 +334,16 @@ class Strategy(L.LightningModule):
         return self.network(x)[0]
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y, _ = batch
+        x, y, idx = batch
         stage = self.stage
         loss_fn = stage.loss if stage is not None and stage.loss is not None else self.training_loss
-        loss, extra = loss_fn(x, y)  # loss None: the stage takes no optimizer step
+        if self._memo is not None:
+            self._memo.batch = [int(i) for i in idx]
+        try:
+            loss, extra = loss_fn(x, y)  # loss None: the stage takes no optimizer step
+        finally:
+            if self._memo is not None:
+                self._memo.batch = None
         prefix = "train" if stage is None or stage.name == "train" else stage.name
         if loss is not None:
             self.log(f"{prefix}/loss", loss, prog_bar=True, batch_size=len(y))

@@ -169,7 +169,7 @@ class BiC(Strategy):
         logits = net.bias(net.head(net.backbone(z)))
         if self.teacher is None:
             return self.objective.loss(logits, y), {}
-        return weighted_kd_ce(logits, self.teacher(z), y, self.T), {}  # lam = known / total
+        return weighted_kd_ce(logits, self.frozen(self.teacher, z), y, self.T), {}  # lam = known / total
 
     def bias_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """One softmax cross-entropy of the corrected logits (the reference: two softmaxes)."""

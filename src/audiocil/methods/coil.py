@@ -162,7 +162,7 @@ class COIL(Strategy):
         if self.teacher is None:
             return self.objective.loss(logits, y), {}
         k, T = self.known, self.T
-        old_logits = self.teacher(z)
+        old_logits = self.frozen(self.teacher, z)
         base = weighted_kd_ce(logits, old_logits, y, T=T)  # lam = known / total
         epoch = self.current_epoch
         if epoch < 1:  # prospective: the new logits towards the transported rows' prediction

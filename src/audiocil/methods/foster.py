@@ -99,8 +99,9 @@ class FosterNetwork(nn.Module):
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         return self.features(self.frontend(batch))
 
-    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.embed(batch)
+    def forward(self, batch: torch.Tensor, frontend_done: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.features(batch) if frontend_done else self.embed(batch)
         return self.head(feats), feats
 
     def boost(self, n_new: int) -> None:
@@ -208,7 +209,7 @@ class FOSTER(Strategy):
         net, k = self.network, self.known
         assert net.old_backbone is not None and net.old_head is not None and net.fe_head is not None
         z = net.frontend(x)
-        old, new = net.old_backbone(z), net.backbone(z)  # (B, D) each
+        old, new = self.frozen(net.old_backbone, z), net.backbone(z)  # (B, D) each
         logits = net.head(torch.cat([old, new], 1))      # (B, total)
         ce = logit_adjusted_ce(logits, y, self.boost_weights)
         fe = self.objective.loss(net.fe_head(new), y)
@@ -221,8 +222,7 @@ class FOSTER(Strategy):
         net = self.network
         z = net.frontend(x)
         student = net.head(net.features(z))
-        with torch.no_grad():
-            teacher = self.teacher.module.head(self.teacher.module.features(z))
+        teacher = self.frozen(self.teacher, z, frontend_done=True)[0]
         return bkd_loss(student, teacher, self.compress_weights, self.T), {}
 
     # ---- end of task and evaluation ---------------------------------------------------------

@@ -83,5 +83,5 @@ class LwF(Strategy):
             return obj.loss(logits, y), {}
         assert self.teacher is not None, "before_task makes the teacher of every task > 0"
         ce = obj.loss(logits, y, lo=k if self.new_classes_only_ce else 0)
-        kd = obj.distill(logits[:, :k], self.teacher(z), self.T, self.kd_scale_t2)
+        kd = obj.distill(logits[:, :k], self.frozen(self.teacher, z), self.T, self.kd_scale_t2)
         return ce + self.lamda * kd, {"ce": ce.detach(), "kd": kd.detach()}

@@ -200,7 +200,7 @@ class MultilabelCIL(Strategy):
         cls = bce_loss(logits[:, lo:], y[:, lo:total], self.pos_weight)
         loss, extra = cls, {"bce": cls.detach()}
         if self.teacher is not None and k > 0:
-            t_logits, t_feats = self.teacher(z)
+            t_logits, t_feats = self.frozen(self.teacher, z)
             if self.lambda_kd > 0:
                 kd = output_distillation(logits[:, :k], t_logits, self.T, self.kd_reduction)
                 loss = loss + self.weight("kd") * kd

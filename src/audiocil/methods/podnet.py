@@ -173,7 +173,7 @@ class PODNet(Strategy):
         """(POD-flat, POD-spatial) of the embeddings h (B, D) and stage maps of the model
         against its teacher's on the same front-end output z (B, 1, F, T)."""
         assert self.teacher is not None, "before_task makes the teacher of every task > 0"
-        h_old, maps_old = self.teacher(z, return_maps=True)
+        h_old, maps_old = self.frozen(self.teacher, z, return_maps=True)
         return pod_flat(h, h_old), pod_spatial(maps, maps_old)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:

@@ -93,7 +93,7 @@ class WA(Strategy):
         logits = net.head(net.backbone(z))
         if self.teacher is None:
             return self.objective.loss(logits, y), {}
-        loss = weighted_kd_ce(logits, self.teacher(z), y, self.T)  # lam = known / total
+        loss = weighted_kd_ce(logits, self.frozen(self.teacher, z), y, self.T)  # lam = known / total
         return loss, {}
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
