@@ -2,16 +2,17 @@
 
 The reference toolbox's B10-Inc10 protocol (10 tasks of 10 classes, class order seed 1993)
 on the embedded gm100, one seed, one CPU-sized budget shared by every method: a small CNN
-on 64-bin log-mels, ``--epochs`` epochs in every training stage (each method's own learning
-rate, a cosine schedule), the same exemplar budget (``--memory`` clips in all, for methods
-that keep a memory; methods that keep a fixed number per class get ``memory / classes``).
+on 64-bin log-mels at a 40 ms hop (101 frames per 4 s note), ``--epochs`` epochs in every
+training stage (each method's own learning rate, a cosine schedule), the same exemplar
+budget (``--memory`` clips in all, 10 per class after the last task, for methods that keep a
+memory; methods that keep a fixed number per class get ``memory / classes``).
 Each method runs in this process (``audiocil.run.run``) into ``<out>/<label>``; a finished
 run is read, an interrupted one resumed, so the script can be stopped and started again.
 It prints and writes ``<out>/table.md``: AA, last accuracy and forgetting of the method's
 main classifier (and NME where it has one), parameters after the last task, exemplars kept
 and minutes per task.
 
-    PYTHONPATH=src python benchmarks/standard_table.py --epochs 4 --out outputs/standard_table
+    PYTHONPATH=src python benchmarks/standard_table.py --out outputs/standard_table
     # one method, or a variant with its own overrides (the label is <method>@<anything>):
     #   --methods icarl,icarl@long --set-for icarl@long:method.later_tasks.epochs=8
 """
@@ -49,6 +50,7 @@ def overrides(label: str, a: argparse.Namespace) -> list[str]:
     common = [f"dataset={a.dataset}", f"method={method}", "scenario=standard",
               f"scenario.init_cls={a.init_cls}", f"scenario.increment={a.increment}",
               "backbone=smallcnn", f"backbone.width={a.width}", f"dataset.frontend.n_mels={a.n_mels}",
+              f"dataset.frontend.hop_length={a.hop_length}",
               f"seed={a.seed}", "trainer.enable_progress_bar=false", "logger=csv",
               "trainer.limit_val_batches=0", f"method.batch_size={a.batch_size}"]
     cfg = compose(common, a.root)
@@ -85,7 +87,7 @@ def table(results: dict[str, dict], a: argparse.Namespace) -> str:
     head = ["method", "classifier", "AA", "last", "forgetting", "NME AA", "NME last",
             "params (M)", "exemplars", "min/task"]
     lines = [f"gm100, B{a.init_cls}-Inc{a.increment}, seed {a.seed}, {a.epochs} epochs per stage, "
-             f"smallcnn width {a.width}, {a.n_mels} mels, memory {a.memory}", "",
+             f"smallcnn width {a.width}, {a.n_mels} mels, hop {a.hop_length}, memory {a.memory}", "",
              "| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for label, r in results.items():
         name = next(iter(r.get("classifiers", {"cnn": None})))
@@ -107,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-cls", type=int, default=10)
     p.add_argument("--increment", type=int, default=10)
     p.add_argument("--epochs", type=int, default=4, help="epochs of every training stage")
-    p.add_argument("--memory", type=int, default=2000, help="exemplars in all (PyCIL: 2000)")
+    p.add_argument("--memory", type=int, default=1000,
+                   help="exemplars in all (PyCIL keeps 2000 of CIFAR-100's 50 000 clips; gm100 has "
+                        "10 000 training clips: 1000 is 10 per class at the end)")
     p.add_argument("--width", type=int, default=16, help="smallcnn width")
     p.add_argument("--n-mels", type=int, default=64)
+    p.add_argument("--hop-length", type=int, default=640, help="log-mel hop at 16 kHz (40 ms)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=1993)
     add_run_arguments(p, "outputs/standard_table", threads=2)
