@@ -67,3 +67,14 @@ def test_multilabel_table_shares_phase0_through_a_state_checkpoint(shared_root, 
     first = json.loads((src / "results.json").read_text())
     assert res["f1_matrix"][0] == first["f1_matrix"][0]  # phase 0 is the same model
     assert res["phase0_from"] == str(src) and res["completed_tasks"] == 2
+
+
+def test_bench_fewshot_sessions_splits_the_base_session_from_the_sessions():
+    mod = load("bench_fewshot_sessions")
+    costs = [{"task": 0, "session": 0, "time_s": 60.0}, {"task": 1, "session": 1, "time_s": 3.0},
+             {"task": 2, "session": 2, "time_s": 1.0}, {"task": 3, "session": 1, "time_s": 2.0},
+             {"task": 4, "session": 2, "time_s": 2.0}]
+    got = mod.summarise({"cost_per_task": costs, "n_trials": 2}, 70.0, project_trials=100)
+    assert got["base_session_s"] == 60.0 and got["sessions"] == 4 and got["sessions_s"] == 8.0
+    assert got["session_median_s"] == 2.0 and got["startup_and_end_s"] == 2.0
+    assert got["projected_100_trials_min"] == round((70 - 8 + 4 * 100) / 60, 1)

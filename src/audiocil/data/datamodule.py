@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from audiocil.data.cache import cached_array, launch_rank
 from audiocil.data.catalog import SPLITS, AudioDataset
+from audiocil.data.embeddings import EmbeddingCache
 from audiocil.data.samplers import EpisodeBatchSampler
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,9 @@ class CILDataModule(L.LightningDataModule):
             results).
 
     ``data[split][idx]`` is a (B, F, T) float16 tensor for an index array (and (F, T) for
-    an int) in both modes; ``targets[split]`` is in RAM.
+    an int) in both modes; ``targets[split]`` is in RAM. ``embeddings`` keeps what frozen
+    encoders computed (:class:`~audiocil.data.embeddings.EmbeddingCache`); it outlives the
+    strategies a run rebuilds from checkpoints.
     """
 
     def __init__(self, dataset: AudioDataset, class_order: Sequence[int], cache_dir: str,
@@ -298,6 +301,9 @@ class CILDataModule(L.LightningDataModule):
         self.val_classes: list[int] | None = None
         self.episodes: dict | None = None
         self.stage_dataset: Callable[[int], Dataset] | None = None
+        # clips embedded by a frozen encoder, once per encoder state (not in the state dict:
+        # its key is the encoder's content, so a resumed run refills it exactly)
+        self.embeddings = EmbeddingCache()
 
     # ---- loading -----------------------------------------------------------------------
     def prepare(self) -> None:

@@ -58,6 +58,7 @@ class ACIL(Strategy):
     scenarios = ("standard", "fewshot")
     config_ranges = {"buffer_size": Int(1), "gamma": POS, "il_batch_size": Int(1)}
     closed_form_stages = ('later_tasks',)
+    evaluates_embeddings = True  # the frozen backbone's clips are embedded once for the run
     #: the buffer's activation (DS-AL's streams apply their own)
     buffer_activation: str | None = "relu"
 
@@ -120,7 +121,7 @@ class ACIL(Strategy):
             Y = F.one_hot(dm.targets["train"][part].long(), self.total)
             self.update_ridge(Xb, Y.to(self.device))
 
-    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def embedding_logits(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.ridge is None:  # during the base training: the linear head
-            return super().eval_logits(x)
-        return {"cnn": self.ridge_logits(self.buffer(self.network.embed(x))).float()}  # (B, seen)
+            return super().embedding_logits(h)
+        return {"cnn": self.ridge_logits(self.buffer(h)).float()}  # (B, seen)

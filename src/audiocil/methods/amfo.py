@@ -143,7 +143,6 @@ class AMFO(FewShotStrategy):
     def before_task(self, task: Task, dm) -> None:
         self.task = task
         if task.known == 0:
-            self.__dict__["_test_cache"] = {}
             self.add_base_heads(task.total)
             return
         # a session: the supports' embeddings and statistics, then the session's new parts

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from audiocil.core import Objective, Stage, Task
+from audiocil.data.embeddings import fingerprint
 from audiocil.data.frontend import Frontend
 from audiocil.data.memory import ExemplarMemory
 from audiocil.heads import IncrementalLinear
@@ -135,6 +136,12 @@ class Strategy(L.LightningModule):
     #: MB of frozen-module outputs kept per stage (:meth:`frozen`); 0: recompute every batch.
     #: Set from ``data.teacher_outputs`` / ``data.teacher_cache_mb`` by ``audiocil.run``.
     teacher_memo_mb: float = 0.0
+    #: True when every reported classifier reads only the encoder's embedding:
+    #: ``eval_logits(x) == embedding_logits(self.network.embed(x))`` (such a method does not
+    #: override :meth:`eval_logits`). Test passes and :meth:`embed_indices` then embed each
+    #: clip once per encoder state (:mod:`audiocil.data.embeddings`), so a frozen encoder
+    #: costs one embedding per clip for the whole run, trials and sessions included.
+    evaluates_embeddings: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, first_task: Mapping,
                  later_tasks: Mapping, batch_size: int = 64, memory: Mapping | None = None,
@@ -256,7 +263,12 @@ class Strategy(L.LightningModule):
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits of each classifier the method reports, over the seen classes."""
-        return {"cnn": self.network(x)[0]}
+        return self.embedding_logits(self.network.embed(x))
+
+    def embedding_logits(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`eval_logits` from encoder embeddings ``h`` (B, D), for methods whose
+        classifiers read nothing else (by default the network's head)."""
+        return {"cnn": self.network.head(h)}
 
     def eval_logits_names(self) -> tuple[str, ...]:
         return ("cnn",)
@@ -315,19 +327,53 @@ class Strategy(L.LightningModule):
     @torch.no_grad()
     def embed_indices(self, dm, indices: np.ndarray, split: str = "train",
                       net: nn.Module | None = None) -> torch.Tensor:
-        """(N, D) embeddings of training clips, computed in eval mode on this device. Every
-        module's mode is restored afterwards (so a module a stage keeps in eval mode stays so)."""
+        """(N, D) embeddings of clips (default: training clips), computed in eval mode on this
+        device, on the CPU. Every module's mode is restored afterwards (so a module a stage
+        keeps in eval mode stays so). With :attr:`evaluates_embeddings` the network's are
+        served from the datamodule's :class:`~audiocil.data.embeddings.EmbeddingCache`."""
         net = net or self.network
-        modes = [(m, m.training) for m in net.modules()]
-        net.eval()
-        out = []
         data = dm.data[split]
-        for a in range(0, len(indices), 256):
-            x = data[indices[a:a + 256]].to(self.device)
-            out.append(net.embed(x).float().cpu())
-        for m, mode in modes:
-            m.training = mode
-        return torch.cat(out) if out else torch.zeros(0, 0)
+
+        def embed(idx: np.ndarray) -> torch.Tensor:
+            modes = [(m, m.training) for m in net.modules()]
+            net.eval()
+            out = [net.embed(data[idx[a:a + 256]].to(self.device)).float().cpu()
+                   for a in range(0, len(idx), 256)]
+            for m, mode in modes:
+                m.training = mode
+            return torch.cat(out) if out else torch.zeros(0, 0)
+
+        cache = getattr(dm, "embeddings", None)
+        if not self.evaluates_embeddings or net is not self.network or cache is None:
+            return embed(np.asarray(indices))
+        key = fingerprint(self.network, skip=("head.",))
+        return cache.get(key, split, np.asarray(indices), len(data), embed)
+
+    def test_pass(self, trainer, dm, split: str, positions=None) -> None:
+        """Update the metrics of :meth:`setup_eval` with the clips of classes ``positions``
+        (default: every seen class) of ``split``.
+
+        ``trainer.test`` over the clips; or, with :attr:`evaluates_embeddings` (at full
+        precision), :meth:`embedding_logits` on the embeddings of :meth:`embed_indices`, in
+        the loader's batches and order (each rank its own shard): the same figures, without
+        embedding a clip twice under one encoder state.
+        """
+        loader = dm.eval_dataloader(split, positions)
+        if not self.evaluates_embeddings or str(trainer.precision) not in ("32-true", "32"):
+            trainer.test(self, dataloaders=loader, verbose=False)
+            return
+        idx = loader.dataset.indices[list(loader.sampler)]  # what this rank would be served
+        h = self.embed_indices(dm, idx, split)
+        targets = dm.targets[split]
+        was = self.training
+        self.eval()
+        with torch.inference_mode():
+            for a in range(0, len(idx), loader.batch_size):
+                part = idx[a:a + loader.batch_size]
+                y = targets[part].to(self.device)
+                for name, logits in self.embedding_logits(h[a:a + len(part)].to(self.device)).items():
+                    self.eval_metrics[name].update(logits.float(), y)
+        self.train(was)
 
     # ---- Lightning ----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

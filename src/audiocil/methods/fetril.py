@@ -56,6 +56,7 @@ class FeTrIL(Strategy):
 
     scenarios = ("standard", "fewshot")
     config_ranges = {"classifier": Choice("linear", "svm"), "svm_C": POS, "svm_max_iter": Int(1)}
+    evaluates_embeddings = True  # the frozen backbone's clips are embedded once for the run
 
     def __init__(self, *args, classifier: str, svm_C: float, svm_max_iter: int,
                  **kwargs) -> None:
@@ -150,11 +151,10 @@ class FeTrIL(Strategy):
             raise RuntimeError(f"FeTrIL SVM: classes {svm.classes_.tolist()}, expected 0..{self.total - 1}")
         self.svm_weight, self.svm_bias = w.to(self.svm_weight), b.to(self.svm_bias)
 
-    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits, feats = self.network(x)
-        out = {"cnn": logits}
+    def embedding_logits(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {"cnn": self.network.head(h)}
         if self.classifier == "svm":
-            out["svm"] = F.normalize(feats.float(), dim=1) @ self.svm_weight.T + self.svm_bias
+            out["svm"] = F.normalize(h.float(), dim=1) @ self.svm_weight.T + self.svm_bias
         return out
 
     def eval_logits_names(self) -> tuple[str, ...]:

@@ -103,8 +103,6 @@ class MetaSC(FewShotStrategy):
         return self.attention(h.unsqueeze(1)).squeeze(1)
 
     def before_task(self, task: Task, dm) -> None:
-        if task.known == 0:
-            self.__dict__["_test_cache"] = {}
         self.task = task
         self.grow_classifier(task.new)
 

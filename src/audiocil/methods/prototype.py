@@ -37,11 +37,13 @@ class FewShotStrategy(Strategy):
     few-shot scenario restricts to the base classes) is restored at the end of training;
     with no validation data (``trainer.limit_val_batches=0``) the last epoch is kept.
 
-    A method classifies encoder embeddings (:meth:`classify`). Once the encoder is frozen
-    (after the base session) the embedding of a test clip never changes, so test passes
-    compute it once and reuse it, by dataset index (an exact shortcut, not kept in
-    checkpoints): the few-shot protocol tests every seen class after every session.
+    A method classifies encoder embeddings (:meth:`classify`), and nothing else
+    (:attr:`~audiocil.methods.base.Strategy.evaluates_embeddings`): once the encoder is frozen
+    (after the base session) each clip is embedded once for the whole run, trials included;
+    a session then costs its classifier update and the classification of cached embeddings.
     """
+
+    evaluates_embeddings = True
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -58,28 +60,8 @@ class FewShotStrategy(Strategy):
         """(B, C) logits over the seen classes from encoder embeddings (B, D)."""
         return self.network.head(h)
 
-    def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"cnn": self.classify(self.network.embed(x))}
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        x, y, idx = batch
-        h = self.frozen_embed(x, idx) if self.known > 0 else self.network.embed(x)
-        self.eval_metrics["cnn"].update(self.classify(h).float(), y)
-
-    def frozen_embed(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Embeddings of test clips (dataset indices ``idx``) by the frozen encoder, cached."""
-        cache = self.__dict__.setdefault("_test_cache", {})
-        keys = [int(i) for i in idx]
-        todo = [k for k, i in enumerate(keys) if i not in cache]
-        if todo:
-            for k, e in zip(todo, self.network.embed(x[todo]), strict=True):
-                cache[keys[k]] = e
-        return torch.stack([cache[i] for i in keys])
-
-    def before_task(self, task: Task, dm) -> None:
-        if task.known == 0:
-            self.__dict__["_test_cache"] = {}
-        super().before_task(task, dm)
+    def embedding_logits(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"cnn": self.classify(h)}
 
     def session_seed(self, task: Task) -> int:
         return hash((self.seed, task.index, 4231)) % (2**62)
@@ -132,8 +114,10 @@ class FewShotStrategy(Strategy):
     @torch.no_grad()
     def features_of(self, dm, indices: np.ndarray, embed: Callable | None = None,
                     split: str = "train") -> torch.Tensor:
-        """(N, D) embeddings of clips in eval mode (``embed`` defaults to the network's)."""
-        embed = embed or self.network.embed
+        """(N, D) embeddings of clips in eval mode, on this device (``embed`` defaults to the
+        network's, served once per encoder state by :meth:`embed_indices`)."""
+        if embed is None:
+            return self.embed_indices(dm, np.asarray(indices), split).to(self.device)
         was = self.training
         self.eval()
         data = dm.data[split]

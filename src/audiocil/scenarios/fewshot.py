@@ -135,7 +135,7 @@ class FewShotScenario:
     def evaluate(self, trainer, strategy, dm, task: Task, tasks: list[Task]) -> dict:
         """Correct top-1 predictions and test clips of every seen class, per classifier."""
         strategy.setup_eval(torch.arange(task.total), task.total)
-        trainer.test(strategy, dataloaders=dm.test_dataloader(), verbose=False)
+        strategy.test_pass(trainer, dm, "test")
         out: dict = {"classifiers": {}}
         for name, metric in strategy.eval_metrics.items():
             r = metric.compute()
@@ -151,8 +151,7 @@ class FewShotScenario:
         class, per classifier. The novel classes have no validation clips: the protocol
         gives them their shots and nothing more."""
         strategy.setup_eval(torch.zeros(task.total, dtype=torch.long), 1)
-        trainer.test(strategy, dataloaders=dm.eval_dataloader("val", range(self.base)),
-                     verbose=False)
+        strategy.test_pass(trainer, dm, "val", range(self.base))
         return {name: {"base_accuracy": float(m.compute()["top1"])}
                 for name, m in strategy.eval_metrics.items()}
 

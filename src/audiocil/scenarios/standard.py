@@ -93,7 +93,7 @@ class StandardScenario:
         for t in tasks[: task.index + 1]:
             task_of_class[t.known:t.total] = t.index
         strategy.setup_eval(task_of_class, task.index + 1)
-        trainer.test(strategy, dataloaders=dm.test_dataloader(), verbose=False)
+        strategy.test_pass(trainer, dm, "test")
         out = {}
         for name, metric in strategy.eval_metrics.items():
             out[name] = {k: v.cpu().reshape(-1).tolist() if k.endswith("per_task") else float(v)
@@ -106,8 +106,7 @@ class StandardScenario:
         Validation clips are carved from the training data by the dataset loaders; this is
         what the run's ``val_objective`` (the figure sweeps optimise) is made of."""
         strategy.setup_eval(torch.zeros(task.total, dtype=torch.long), 1)
-        trainer.test(strategy, dataloaders=dm.eval_dataloader("val", range(task.total)),
-                     verbose=False)
+        strategy.test_pass(trainer, dm, "val", range(task.total))
         return {name: {"accuracy": float(m.compute()["top1"])}
                 for name, m in strategy.eval_metrics.items()}
 
