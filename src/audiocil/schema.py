@@ -201,6 +201,8 @@ DATASET: dict[str, Spec] = {
     "dataset.loader.*_fraction": UNIT_OPEN_TOP,
     "dataset.loader.n_classes": Int(1), "dataset.loader.num_classes": Int(1),
     "dataset.loader.workers": Opt(Int(1)),
+    "dataset.loader.split": Choice("seeded", "folders", "manifest"),  # the folder loader's
+    "dataset.loader.manifest": Opt(Str()),
 }
 
 BACKBONE: dict[str, Spec] = {
@@ -509,6 +511,14 @@ def _check_cross(tree: dict, problems: _Problems) -> None:
     if _is_int(bb.get("n_mels")) and _is_int(fe.get("n_mels")) and bb["n_mels"] != fe["n_mels"]:
         problems.bad("backbone.n_mels", bb["n_mels"],
                      f"dataset.frontend.n_mels ({fe['n_mels']}): the backbone's input bins")
+    loader = (tree.get("dataset") or {}).get("loader") or {}
+    if loader.get("split") == "manifest" and loader.get("manifest") is None:
+        problems.bad("dataset.loader.manifest", None, "the path of a CSV path,label,split",
+                     " (dataset.loader.split=manifest reads it; relative to dataset.root)")
+    elif loader.get("split") in ("seeded", "folders") and loader.get("manifest") is not None:
+        problems.bad("dataset.loader.manifest", loader["manifest"], "null",
+                     f" with dataset.loader.split={loader['split']} (a manifest is read only "
+                     "with dataset.loader.split=manifest)")
 
 
 def _check_trainer_keys(trainer: dict, problems: _Problems) -> None:
