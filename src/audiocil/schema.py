@@ -167,7 +167,7 @@ ROOT: dict[str, Spec] = {
     "data.verify_cache": Choice("off", "quick", "full"),
     "augment.spec_augment": Bool(), "augment.freq_masks": Int(0), "augment.freq_width": Int(0),
     "augment.time_masks": Int(0), "augment.time_width": Int(0),
-    "paths.*": Str(),
+    "paths.*": Str(), "checkpoint.every_n_epochs": Int(1),
     "trainer.accelerator": Str(), "trainer.strategy": Str(), "trainer.num_nodes": Int(1),
     "trainer.devices": AnyOf(Int(1), Choice("auto", -1), Str(), IntList(0)),
     "trainer.precision": AnyOf(Str(), Choice(16, 32, 64)),
