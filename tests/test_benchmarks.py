@@ -78,3 +78,38 @@ def test_bench_fewshot_sessions_splits_the_base_session_from_the_sessions():
     assert got["base_session_s"] == 60.0 and got["sessions"] == 4 and got["sessions_s"] == 8.0
     assert got["session_median_s"] == 2.0 and got["startup_and_end_s"] == 2.0
     assert got["projected_100_trials_min"] == round((70 - 8 + 4 * 100) / 60, 1)
+
+
+def test_peer_protocol_overrides_compose_and_its_render_is_a_split_folder(tmp_path):
+    """benchmarks/peer_protocol.py: the protocol's settings compose and pass the schema; a tiny
+    render (2 programs, 3 + 1 notes) is made once and read by dataset=folder's split=folders."""
+    from audiocil.data.loaders.folder import load_folder
+    from audiocil.schema import validate
+
+    mod = load("peer_protocol")
+    args = mod.build_parser().parse_args(["--epochs", "2"])
+    cfg = compose(mod.overrides(args, tmp_path / "data"))
+    validate(cfg)
+    assert (cfg.method.name, cfg.backbone.name, cfg.method.memory.size) == ("icarl", "resnet18", 200)
+    assert (cfg.scenario.init_cls, cfg.scenario.increment, cfg.scenario.class_order_seed) == (5, 5, 1993)
+    assert (cfg.dataset.frontend.n_fft, cfg.dataset.frontend.hop_length, cfg.dataset.frontend.n_mels) \
+        == (2048, 1024, 128)
+    assert cfg.method.first_task.epochs == cfg.method.later_tasks.epochs == 2
+    assert cfg.dataset.loader.split == "folders"
+
+    small = mod.build_parser().parse_args(["--programs", "0,40", "--train", "3", "--test", "1",
+                                           "--data-dir", str(tmp_path / "d")])
+    data = mod.render(small)
+    assert mod.render(small) == data  # made once: the second call finds it
+    ds = load_folder(str(data), split="folders", val_fraction=0.34, clip_seconds=4.0)
+    assert ds.class_names == [mod.class_name(0), mod.class_name(40)]
+    assert len(ds.splits["test"]) == 2 and len(ds.splits["train"]) + len(ds.splits["val"]) == 6
+    notes = {s: {(Path(p).parent.name, *map(int, Path(p).stem.split("-"))) for p in t.paths}
+             for s, t in ds.splits.items()}
+    assert not notes["test"] & (notes["train"] | notes["val"])  # disjoint (pitch, velocity) pairs
+    assert all((p, v) in [(a, b) for a in mod.PITCHES for b in mod.VELOCITIES]
+               for _, p, v in notes["test"])
+    import soundfile as sf
+
+    wave, sr = sf.read(ds.splits["test"].paths[0])
+    assert sr == 16000 and len(wave) == 64000 and abs(abs(wave).max() - 0.9) < 1e-3

@@ -76,8 +76,12 @@ class Stage:
         batch_size: the stage's batch size; None: the method's.
         eval_modules: modules kept in eval mode during the stage although they train
             (e.g. an encoder trained with frozen BatchNorm statistics).
-        validate: run the per-epoch validation loop (the progress bar's ``val/`` figure and
-            any best-epoch selection).
+        validate: the validation loop during training: True at
+            ``trainer.check_val_every_n_epoch`` (only the progress bar's and the logger's
+            ``val/`` figure read it); ``"every_epoch"`` every epoch whatever that interval,
+            for a stage that reads each epoch's figure (best-epoch selection, early
+            stopping); False never. The task's validation figure (``val_objective``) is
+            computed after the task either way.
         sampler: how training batches are drawn: ``shuffle`` (a permutation per epoch),
             ``balanced`` (multi-label class-balanced draws) or episodes
             ``{n_way, n_per, n_batches}`` (few-shot).
@@ -97,7 +101,7 @@ class Stage:
     end: Callable[[Any], None] | None = None
     batch_size: int | None = None
     eval_modules: Callable[[], Iterable[torch.nn.Module]] | None = None
-    validate: bool = True
+    validate: bool | str = True
     sampler: str | dict = "shuffle"
     dataset: Callable[[int], Any] | None = None
 

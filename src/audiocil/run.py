@@ -111,11 +111,15 @@ def make_trainer_factory(cfg: DictConfig, run_dir: Path, logger):
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(trainer_kwargs, dict)
 
-    def make(max_epochs: int, callbacks: list, validate: bool = True,
+    def make(max_epochs: int, callbacks: list, validate: bool | str = True,
              reload: bool = False) -> L.Trainer:
+        """``validate`` as :attr:`audiocil.core.Stage.validate`: True at
+        ``trainer.check_val_every_n_epoch``, ``"every_epoch"`` every epoch, False never."""
         kwargs = dict(trainer_kwargs)
         if not validate:
             kwargs["limit_val_batches"] = 0
+        elif validate == "every_epoch":  # something reads every epoch's figure
+            kwargs["check_val_every_n_epoch"] = 1
         if reload:  # a stage whose items are re-made every epoch
             kwargs["reload_dataloaders_every_n_epochs"] = 1
         return L.Trainer(max_epochs=max_epochs, callbacks=callbacks, logger=logger,
@@ -208,7 +212,9 @@ def run_in(cfg: DictConfig, run_dir: Path) -> dict:
     dashboard = Dashboard(logger)  # each task's figures in W&B / TensorBoard
     sequencer = TaskSequencer(scenario, tasks, run_dir, scenario.new_record(meta), cfg.seed,
                               config, lambda state: load_strategy(cfg, state, scenario.objective),
-                              after_task=[dashboard])
+                              after_task=[dashboard],
+                              checkpoint_every=OmegaConf.select(cfg, "checkpoint.every_n_epochs",
+                                                                default=1))  # runs from before the key: 1
 
     start = 0
     ckpt = latest_task_checkpoint(run_dir)

@@ -168,7 +168,7 @@ ROOT: dict[str, Spec] = {
     "data.teacher_outputs": Choice("cache", "recompute"), "data.teacher_cache_mb": NONNEG,
     "augment.spec_augment": Bool(), "augment.freq_masks": Int(0), "augment.freq_width": Int(0),
     "augment.time_masks": Int(0), "augment.time_width": Int(0),
-    "paths.*": Str(),
+    "paths.*": Str(), "checkpoint.every_n_epochs": Int(1),
     "trainer.accelerator": Str(), "trainer.strategy": Str(), "trainer.num_nodes": Int(1),
     "trainer.devices": AnyOf(Int(1), Choice("auto", -1), Str(), IntList(0)),
     "trainer.precision": AnyOf(Str(), Choice(16, 32, 64)),
@@ -202,6 +202,8 @@ DATASET: dict[str, Spec] = {
     "dataset.loader.*_fraction": UNIT_OPEN_TOP,
     "dataset.loader.n_classes": Int(1), "dataset.loader.num_classes": Int(1),
     "dataset.loader.workers": Opt(Int(1)),
+    "dataset.loader.split": Choice("seeded", "folders", "manifest"),  # the folder loader's
+    "dataset.loader.manifest": Opt(Str()),
 }
 
 BACKBONE: dict[str, Spec] = {
@@ -510,6 +512,14 @@ def _check_cross(tree: dict, problems: _Problems) -> None:
     if _is_int(bb.get("n_mels")) and _is_int(fe.get("n_mels")) and bb["n_mels"] != fe["n_mels"]:
         problems.bad("backbone.n_mels", bb["n_mels"],
                      f"dataset.frontend.n_mels ({fe['n_mels']}): the backbone's input bins")
+    loader = (tree.get("dataset") or {}).get("loader") or {}
+    if loader.get("split") == "manifest" and loader.get("manifest") is None:
+        problems.bad("dataset.loader.manifest", None, "the path of a CSV path,label,split",
+                     " (dataset.loader.split=manifest reads it; relative to dataset.root)")
+    elif loader.get("split") in ("seeded", "folders") and loader.get("manifest") is not None:
+        problems.bad("dataset.loader.manifest", loader["manifest"], "null",
+                     f" with dataset.loader.split={loader['split']} (a manifest is read only "
+                     "with dataset.loader.split=manifest)")
 
 
 def _check_trainer_keys(trainer: dict, problems: _Problems) -> None:

@@ -112,6 +112,12 @@ def _any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
+def pending() -> bool:
+    """Whether any rank got a preemption signal (a collective call under DDP: every rank
+    must ask at the same point, as for :func:`check`)."""
+    return _current is not None and _any_rank(_current.signum is not None)
+
+
 def check(where: str) -> None:
     """At a checkpoint: stop here if any rank got a preemption signal.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,19 +55,50 @@ def assert_same_on_every_rank(value, what: str) -> None:
         raise RuntimeError(f"DDP ranks disagree on the {what}; results would not be reproducible")
 
 
-class EpochCheckpoint(L.Callback):
-    """Writes ``last.ckpt`` atomically at the end of every training epoch of a stage."""
+def checkpoint_due(epochs_done: int, every_n_epochs: int, last: bool, stopping: bool) -> bool:
+    """Whether the epoch that just ended (``epochs_done`` of the stage so far) writes
+    ``last.ckpt``: every ``every_n_epochs``-th epoch, the stage's last epoch (so a run killed
+    after it, in the end-of-task work, does not train again), and an epoch at whose end the
+    run stops for a preemption signal."""
+    return epochs_done % every_n_epochs == 0 or last or stopping
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+
+class EpochCheckpoint(L.Callback):
+    """Writes ``last.ckpt`` atomically at the end of a stage's training epochs (see
+    :func:`checkpoint_due`; ``checkpoint.every_n_epochs``).
+
+    A run killed between two checkpoints resumes from the last one written and repeats the
+    epochs after it exactly (batches are drawn from (seed, task, stage, epoch, batch)). The
+    write is synchronous: copying the tensors for a background write costs the training
+    thread about as long as writing them (``benchmarks/bench_checkpoint.py``).
+    """
+
+    def __init__(self, path: Path, every_n_epochs: int = 1) -> None:
+        if int(every_n_epochs) < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.path, self.every_n_epochs = path, int(every_n_epochs)
+        self.writes, self.seconds = 0, 0.0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        done = trainer.current_epoch + 1
+        last = (done >= (trainer.max_epochs or 0) or trainer.should_stop
+                or 0 <= (trainer.max_steps if trainer.max_steps is not None else -1) <= trainer.global_step)
+        if not checkpoint_due(done, self.every_n_epochs, last, preemption.pending()):
+            return
+        t0 = time.perf_counter()
         tmp = self.path.with_name(self.path.name + ".tmp")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             tmp.replace(self.path)
+        self.writes, self.seconds = self.writes + 1, self.seconds + time.perf_counter() - t0
         trainer.strategy.barrier()
-        preemption.check(f"at the end of epoch {trainer.current_epoch + 1} ({self.path} written)")
+        preemption.check(f"at the end of epoch {done} ({self.path} written)")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.writes and trainer.is_global_zero and self.path.exists():
+            log.info("%s: %d epoch checkpoint(s) of %.1f MB, %.2f s each (checkpoint.every_n_epochs=%d)",
+                     self.path, self.writes,
+                     self.path.stat().st_size / 2**20, self.seconds / self.writes, self.every_n_epochs)
 
 
 class TaskSequencer(L.Callback):
@@ -83,12 +115,16 @@ class TaskSequencer(L.Callback):
             restart from the base session's checkpoint).
         after_task: called as ``fn(record, task)`` once each task's results are written
             (dashboards, progress); rank 0 only.
+        checkpoint_every: a stage's epoch checkpoint is written every this many epochs
+            (``checkpoint.every_n_epochs``; see :class:`EpochCheckpoint`).
     """
 
     def __init__(self, scenario: Scenario, tasks: list[Task], run_dir: Path, record: Record,
                  seed: int, config: dict, rebuild: Callable[[dict], L.LightningModule],
-                 after_task: list[Callable[[Record, Task], None]] | None = None) -> None:
+                 after_task: list[Callable[[Record, Task], None]] | None = None,
+                 checkpoint_every: int = 1) -> None:
         self.scenario, self.tasks, self.run_dir = scenario, tasks, run_dir
+        self.checkpoint_every = int(checkpoint_every)
         self.record, self.seed, self.config, self.rebuild = record, seed, config, rebuild
         self.after_task, self.cost = list(after_task or []), TaskCost()
         self.ckpt_dir = run_dir / "checkpoints"
@@ -225,7 +261,7 @@ class TaskSequencer(L.Callback):
                 last = (task_dir / "last.ckpt") if index == 0 else (task_dir / f"stage{index}_{stage.name}" / "last.ckpt")
                 last.parent.mkdir(parents=True, exist_ok=True)
                 trainer = make_trainer(max_epochs=stage.epochs,
-                                       callbacks=[self, EpochCheckpoint(last), self.cost],
+                                       callbacks=[self, EpochCheckpoint(last, self.checkpoint_every), self.cost],
                                        validate=stage.validate, reload=stage.dataset is not None)
                 resume_from = str(last) if last.exists() else None
                 if resume_from:

@@ -55,6 +55,12 @@ class FewShotStrategy(Strategy):
         """The base session's training; nothing is trained by Lightning in later sessions."""
         return [self.train_stage(task)] if task.known == 0 else []
 
+    def train_stage(self, task: Task, name: str = "train", optim=None, **kwargs) -> Stage:
+        """The base session's ``train`` stage validates every epoch: it keeps the best one."""
+        if task.known == 0 and name == "train":
+            kwargs.setdefault("validate", "every_epoch")
+        return super().train_stage(task, name, optim, **kwargs)
+
     # ---- classification ---------------------------------------------------------------------
     def classify(self, h: torch.Tensor) -> torch.Tensor:
         """(B, C) logits over the seen classes from encoder embeddings (B, D)."""
