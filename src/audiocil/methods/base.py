@@ -362,7 +362,10 @@ class Strategy(L.LightningModule):
         if not self.evaluates_embeddings or str(trainer.precision) not in ("32-true", "32"):
             trainer.test(self, dataloaders=loader, verbose=False)
             return
-        idx = loader.dataset.indices[list(loader.sampler)]  # what this rank would be served
+        idx = loader.dataset.indices
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            idx = idx[rank::world]  # this rank's shard, as UnpaddedDistributedSampler's
         h = self.embed_indices(dm, idx, split)
         targets = dm.targets[split]
         was = self.training
