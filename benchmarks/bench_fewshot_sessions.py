@@ -46,12 +46,17 @@ def summarise(results: dict, wall_s: float, project_trials: int | None = None) -
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the run directory (removed first)")
     p.add_argument("--project-trials", type=int, default=None)
     p.add_argument("overrides", nargs="*", help="after --: the run's Hydra overrides")
-    a = p.parse_args()
+    return p
+
+
+def main() -> None:
+    a = build_parser().parse_args()
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "audiocil", *a.overrides, f"hydra.run.dir={out}"]

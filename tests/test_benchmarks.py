@@ -38,7 +38,7 @@ def test_standard_table_overrides_compose(method):
     assert cfg.scenario.init_cls == 10 and cfg.method.first_task.epochs == 3
     assert cfg.method.later_tasks.scheduler.kind == "cosine"
     if cfg.method.memory:
-        assert cfg.method.memory.size == 2000
+        assert cfg.method.memory.size == 1000
     if method == "ewc":  # no stage node of its own: the Fisher pass is one epoch by design
         assert "fisher" not in cfg.method
 
