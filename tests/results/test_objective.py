@@ -64,8 +64,11 @@ def test_the_swept_figure_does_not_read_the_test_split(scenario, shared_root, tm
     assert np.isfinite(written[test_key])
     cost = written["cost_per_task"]  # and the cost of every task
     assert len(cost) == written["completed_tasks"]
-    assert all(c["train_samples_per_s"] > 0 and c["peak_host_memory_bytes"] > 2**20
-               and c["params"] > 0 and c["time_s"] >= c["train_time_s"] > 0 for c in cost)
+    assert all(c["peak_host_memory_bytes"] > 2**20 and c["params"] > 0
+               and c["time_s"] >= c["train_time_s"] >= 0 for c in cost)
+    # a session fitted in closed form (prototype's) trains nothing: no samples/s to report
+    assert all((c["train_samples_per_s"] or 0) > 0 for c in cost if c["train_time_s"] > 0)
+    assert cost[0]["train_time_s"] > 0 and cost[0]["train_samples_per_s"] > 0
 
 
 def test_a_test_figure_as_the_swept_metric_is_named_as_such(caplog):
