@@ -338,3 +338,43 @@ def test_console_script_dispatches_cache_before_hydra(ds, tmp_path, monkeypatch,
     with pytest.raises(SystemExit) as done:
         entry_point.main()
     assert done.value.code == 0 and capsys.readouterr().out.startswith("OK ")
+
+
+def test_cached_logmels_do_not_depend_on_the_thread_count_or_the_batch():
+    """The cache's projection runs in float64 (LogMel ``exact``): the float16 bytes of a clip
+    are the same whether it was built with 1, 2 or 3 threads, alone or in a batch of 64
+    (gm100's front end). The float32 projection differs in the last bit here (checked below,
+    so the test can fail)."""
+    import torch
+
+    from audiocil.data.frontend import LogMel
+
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(64000) / 16000  # 4 s: decaying harmonic notes over a little noise
+    f0 = 55 * 2 ** (5 * torch.rand(64, 1, generator=gen))
+    decay = torch.exp(-3 * t * torch.rand(64, 1, generator=gen))
+    waves = sum(torch.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 9)) * decay
+    waves = waves + 1e-3 * torch.randn(64, 64000, generator=gen)
+    kwargs = dict(sample_rate=16000, n_fft=2048, hop_length=1024, n_mels=128, f_max=8000.0)
+    threads = torch.get_num_threads()
+
+    def build(exact: bool, n_threads: int, chunk: int) -> np.ndarray:
+        torch.set_num_threads(n_threads)
+        mel = LogMel(**kwargs, exact=exact)
+        with torch.no_grad():
+            parts = [mel(waves[a:a + chunk]) for a in range(0, len(waves), chunk)]
+        return torch.cat(parts).numpy().astype(np.float16).view(np.uint16)
+
+    try:
+        exact = {(n, c): build(True, n, c) for n in (1, 2, 3) for c in (1, 5, 64)}
+        loose = {(n, c): build(False, n, c) for n in (1, 2, 3) for c in (1, 5, 64)}
+    finally:
+        torch.set_num_threads(threads)
+    ref = exact[(1, 64)]
+    for key, arr in exact.items():
+        assert np.array_equal(arr, ref), f"exact log-mels differ with (threads, batch) = {key}"
+    assert any(not np.array_equal(arr, loose[(1, 64)]) for arr in loose.values()), \
+        "the float32 projection no longer depends on threads/batch: the test shows nothing"
+    close = np.abs(exact[(1, 64)].view(np.float16).astype(np.float32)
+                   - loose[(1, 64)].view(np.float16).astype(np.float32))
+    assert close.max() <= 0.01  # the same log-mels, up to float16 rounding

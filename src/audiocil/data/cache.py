@@ -91,7 +91,8 @@ log = logging.getLogger(__name__)
 
 #: Bump whenever the code changes what an entry holds or how it is laid out; entries of
 #: another format are never opened (``audiocil cache verify`` lists them as OLD).
-CACHE_FORMAT_VERSION = 2
+#: 3: log-mels projected in float64 (:class:`LogMel` ``exact``), the same for any thread count.
+CACHE_FORMAT_VERSION = 3
 VERIFY_MODES = ("off", "quick", "full")
 #: Checksum block size, recorded per file in ``meta.json`` (changing it needs no bump).
 BLOCK_BYTES = 1 << 20
@@ -182,7 +183,7 @@ def table_split(dataset: AudioDataset, table: ClipTable) -> str:
 def _build(table: ClipTable, dataset: AudioDataset, frontend: Mapping | None, out: Path,
            on_bad_file: str, chunk: int) -> dict:
     n = len(table)
-    mel = LogMel(**{k: frontend[k] for k in _LOGMEL_KEYS}) if frontend else None
+    mel = LogMel(**{k: frontend[k] for k in _LOGMEL_KEYS}, exact=True) if frontend else None
     data = None
     keep = np.ones(n, dtype=bool)
     skipped: list[str] = []

@@ -8,21 +8,38 @@ from torch import nn
 
 
 class LogMel(nn.Module):
-    """Waveforms (B, S) -> log-mel spectrograms (B, 1, n_mels, T), T = 1 + S // hop_length."""
+    """Waveforms (B, S) -> log-mel spectrograms (B, 1, n_mels, T), T = 1 + S // hop_length.
+
+    Args (beyond the spectrogram's):
+        exact: project the power spectrum onto the mel bank and take the log in float64
+            (then float32). In float32 the projection's sums are ordered by the matrix
+            library's blocking, which depends on the thread count and the batch size, so the
+            same clip's log-mels could differ in the last bit between two machines; in
+            float64 those differences sit far below float32's (and the cache's float16's)
+            rounding, so the result is the same for any thread count and batch. The feature
+            cache uses it: a cache built anywhere holds the same bytes.
+    """
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
-                 f_min: float = 0.0, f_max: float | None = None, log_floor: float = 1e-6) -> None:
+                 f_min: float = 0.0, f_max: float | None = None, log_floor: float = 1e-6,
+                 exact: bool = False) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
             f_min=f_min, f_max=f_max, power=2.0,
         )
         self.log_floor = log_floor
+        self.exact = bool(exact)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wave.device.type, enabled=False):
-            spec = self.mel(wave.float())  # (B, n_mels, T)
-        return torch.log(spec + self.log_floor).unsqueeze(1)
+            if not self.exact:
+                spec = self.mel(wave.float())  # (B, n_mels, T)
+                return torch.log(spec + self.log_floor).unsqueeze(1)
+            power = self.mel.spectrogram(wave.float()).double()  # (B, freq, T)
+            fb = self.mel.mel_scale.fb.double()  # (freq, n_mels)
+            spec = torch.matmul(power.transpose(-1, -2), fb).transpose(-1, -2)
+            return torch.log(spec + self.log_floor).float().unsqueeze(1)
 
 
 class SpecAugment(nn.Module):
