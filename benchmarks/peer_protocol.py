@@ -18,9 +18,12 @@ The protocol (issue 13):
   (n_fft 2048, hop 1024, 4 s clips); SGD lr 0.1 (momentum 0.9, the reference schedule's
   weight decay; its milestones 60/120/170 and 80/120 fall after epoch 20, so the rate stays
   0.1), batch 128; 20 epochs per task.
-- validation: the folder has no val split, so ``--val-fraction`` (default 0.1) of each
-  class's 60 training notes is carved for validation (audiocil's model selection never sees
-  the test split): 54 notes per class train. This is the one difference to the reference run.
+- validation: audiocil's model selection never sees the test split, and the reference trains
+  on all 60 notes, so ``--val`` (default 6) further notes per program are rendered from the
+  (pitch, velocity) pairs that follow the test notes in the same seeded order, into
+  ``val/``: the train and test notes are the protocol's, unchanged. (``--val 0`` carves
+  ``--val-fraction`` of the training notes instead, as the first runs did: 54 notes per
+  class then train, a smaller task and a last batch of 14 clips in the first task.)
 
 Reference figures (issue 13, this machine): the reference toolbox 19:27 wall, NME AA 90.4 %,
 CNN AA 56.7 %, about 2.8 GB RSS.
@@ -68,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-cls", type=int, default=5)
     p.add_argument("--increment", type=int, default=5)
     p.add_argument("--memory", type=int, default=200)
+    p.add_argument("--val", type=int, default=6,
+                   help="validation notes per program, rendered after the test notes "
+                        "(0: carve --val-fraction of the training notes instead)")
     p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of each class's training notes carved for validation")
+                   help="with --val 0: share of each class's training notes carved for validation")
     p.add_argument("--engine", choices=("midirenderer", "sampler"), default="midirenderer")
     p.add_argument("--soundfont", default=None, help="default: TimGM6mb.sf2 from pretty_midi")
     p.add_argument("--seed", type=int, default=1993, help="the run's seed (class order: 1993)")
@@ -97,12 +103,12 @@ def pair_order(seed: int, program: int) -> list[tuple[int, int]]:
 
 
 def render_program(task: dict) -> dict:
-    """Worker: the first ``train + test`` audible notes of one program, peak-normalised,
-    written to ``<tmp>/{train,test}/<class>/``."""
+    """Worker: the first ``train + test + val`` audible notes of one program, peak-normalised,
+    written to ``<tmp>/{train,test,val}/<class>/`` in that order."""
     from audiocil.data.embedded import soundfont as S
     from audiocil.data.embedded import write_wav
 
-    program, need = task["program"], task["train"] + task["test"]
+    program, need = task["program"], task["train"] + task["test"] + task["val"]
     pool, audible, silent, cursor = pair_order(task["seed"], program), [], [], 0
     while len(audible) < need and cursor < len(pool):
         take = pool[cursor:cursor + need - len(audible)]
@@ -121,7 +127,8 @@ def render_program(task: dict) -> dict:
                            f"{len(pool)} pairs, {need} needed")
     cls = class_name(program)
     for k, ((pitch, velocity), wave) in enumerate(audible):
-        folder = Path(task["out"]) / ("train" if k < task["train"] else "test") / cls
+        split = "train" if k < task["train"] else "test" if k < task["train"] + task["test"] else "val"
+        folder = Path(task["out"]) / split / cls
         folder.mkdir(parents=True, exist_ok=True)
         write_wav(folder / f"{pitch:03d}-{velocity:03d}.wav", wave, SAMPLE_RATE)
     return {"program": program, "silent": silent}
@@ -135,13 +142,14 @@ def render(a: argparse.Namespace) -> Path:
     sf_path = S.resolve_soundfont(a.soundfont)
     programs = [int(p) for p in str(a.programs).split(",")]
     settings = {"programs": programs, "train": a.train, "test": a.test, "pitches": list(PITCHES),
+                **({"val": a.val} if a.val else {}),  # --val 0: the first runs' folder
                 "velocities": list(VELOCITIES), "sample_rate": SAMPLE_RATE,
                 "clip_seconds": CLIP_SECONDS, "hold_seconds": HOLD_SECONDS, "peak": PEAK,
                 "engine": a.engine, "seed": a.render_seed, "soundfont": sf_path.name,
                 "soundfont_sha256": S.file_sha256(sf_path)}
 
     def build(tmp: Path) -> dict:
-        tasks = [{"program": p, "train": a.train, "test": a.test, "seed": a.render_seed,
+        tasks = [{"program": p, "train": a.train, "test": a.test, "val": a.val, "seed": a.render_seed,
                   "engine": a.engine, "soundfont": str(sf_path), "out": str(tmp)}
                  for p in programs]
         silent = {}

@@ -82,7 +82,8 @@ def test_bench_fewshot_sessions_splits_the_base_session_from_the_sessions():
 
 def test_peer_protocol_overrides_compose_and_its_render_is_a_split_folder(tmp_path):
     """benchmarks/peer_protocol.py: the protocol's settings compose and pass the schema; a tiny
-    render (2 programs, 3 + 1 notes) is made once and read by dataset=folder's split=folders."""
+    render (2 programs, 3 train + 1 test + 2 val notes) is made once and read by
+    dataset=folder's split=folders: the given val folder, train and test untouched."""
     from audiocil.data.loaders.folder import load_folder
     from audiocil.schema import validate
 
@@ -98,15 +99,16 @@ def test_peer_protocol_overrides_compose_and_its_render_is_a_split_folder(tmp_pa
     assert cfg.dataset.loader.split == "folders"
 
     small = mod.build_parser().parse_args(["--programs", "0,40", "--train", "3", "--test", "1",
-                                           "--data-dir", str(tmp_path / "d")])
+                                           "--val", "2", "--data-dir", str(tmp_path / "d")])
     data = mod.render(small)
     assert mod.render(small) == data  # made once: the second call finds it
     ds = load_folder(str(data), split="folders", val_fraction=0.34, clip_seconds=4.0)
     assert ds.class_names == [mod.class_name(0), mod.class_name(40)]
-    assert len(ds.splits["test"]) == 2 and len(ds.splits["train"]) + len(ds.splits["val"]) == 6
+    assert [len(ds.splits[k]) for k in ("train", "test", "val")] == [6, 2, 4]
     notes = {s: {(Path(p).parent.name, *map(int, Path(p).stem.split("-"))) for p in t.paths}
              for s, t in ds.splits.items()}
     assert not notes["test"] & (notes["train"] | notes["val"])  # disjoint (pitch, velocity) pairs
+    assert not notes["train"] & notes["val"]
     assert all((p, v) in [(a, b) for a in mod.PITCHES for b in mod.VELOCITIES]
                for _, p, v in notes["test"])
     import soundfile as sf

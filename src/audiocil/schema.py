@@ -211,6 +211,7 @@ BACKBONE: dict[str, Spec] = {
     "backbone.n_mels": Int(1), "backbone.stem_stride": Int(1), "backbone.block6_pool": Int(1),
     "backbone.dropout": UNIT_OPEN_TOP, "backbone.fc_dropout": UNIT_OPEN_TOP,
     "backbone.pretrained": Opt(Str()), "backbone.pretrained_bn0": Choice("reset_stats", "keep"),
+    "backbone.init": Choice("he", "pytorch"),  # ResNet-18's
 }
 
 #: numbers under these names (anywhere under ``method``) have a fixed meaning

@@ -90,3 +90,29 @@ def test_gradient_flows_from_every_map(name):
         net.zero_grad()
         m.pow(2).sum().backward(retain_graph=True)
         assert first.grad is not None and first.grad.abs().sum() > 0
+
+
+def test_resnet18_starts_from_he_initialisation():
+    """init=he: every convolution's weights have the fan-out He std sqrt(2 / (out * k * k))
+    (the original's, PyCIL's and torchvision's); init=pytorch keeps the defaults, 2.4x
+    smaller where a convolution keeps its width."""
+    import math
+
+    import torch
+    from torch import nn
+
+    from audiocil.backbones.resnet import ResNet18
+
+    torch.manual_seed(0)
+    for init, lo, hi in (("he", 0.9, 1.1), ("pytorch", 0.2, 0.6)):
+        net = ResNet18(width=16, init=init)
+        convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+        assert len(convs) == 20  # stem, 16 block convs, 3 shortcuts
+        for conv in convs:
+            out, cin, kh, kw = conv.weight.shape
+            if init == "pytorch" and cin != out:
+                continue  # the stem and the widening convolutions: fan-in != fan-out
+            ratio = conv.weight.std().item() / math.sqrt(2.0 / (out * kh * kw))
+            assert lo < ratio < hi, (init, conv, ratio)
+    with pytest.raises(ValueError, match="backbone.init='xavier'"):
+        ResNet18(init="xavier")
