@@ -40,7 +40,8 @@ def evaluate(run_dir: Path, task: int | None = None, devices: int = 1,
     dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
                        cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
                        num_workers=cfg.data.num_workers, seed=cfg.seed,
-                       verify_cache=cfg.data.get("verify_cache", "quick"))
+                       verify_cache=cfg.data.get("verify_cache", "quick"),
+                       eval_per_class=cfg.data.get("eval_clips_per_class"))
     dm.prepare()
     dm.load_state_dict(state["datamodule"])
     trainer = L.Trainer(accelerator=accelerator, devices=devices,

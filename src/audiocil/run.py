@@ -195,7 +195,8 @@ def run_in(cfg: DictConfig, run_dir: Path) -> dict:
     dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
                        cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
                        num_workers=cfg.data.num_workers, seed=cfg.seed,
-                       verify_cache=cfg.data.get("verify_cache", "quick"))
+                       verify_cache=cfg.data.get("verify_cache", "quick"),
+                       eval_per_class=cfg.data.get("eval_clips_per_class"))
     dm.prepare()
 
     meta = {"method": cfg.method.name, "dataset": cfg.dataset.name, "scenario": cfg.scenario.name,
@@ -203,7 +204,8 @@ def run_in(cfg: DictConfig, run_dir: Path) -> dict:
             "class_names": [dataset.class_names[c] for c in order],
             "tasks": [list(t.classes) for t in tasks],
             "skipped_files": {k: len(v) for k, v in dm.skipped.items()},
-            "skipped_missing": dict(dataset.info.get("skipped_missing", {}))}
+            "skipped_missing": dict(dataset.info.get("skipped_missing", {})),
+            "eval_clips_per_class": cfg.data.get("eval_clips_per_class")}
     strategy = build_strategy(cfg, scenario.objective)
     logger = build_logger(cfg, run_dir)  # W&B: grouped by sweep, tagged by method/dataset/scenario
     if logger:

@@ -166,6 +166,7 @@ ROOT: dict[str, Spec] = {
     "data.cache": Choice("features", "waveform"), "data.num_workers": Int(0),
     "data.verify_cache": Choice("off", "quick", "full"),
     "data.teacher_outputs": Choice("cache", "recompute"), "data.teacher_cache_mb": NONNEG,
+    "data.eval_clips_per_class": Opt(Int(1)),
     "augment.spec_augment": Bool(), "augment.freq_masks": Int(0), "augment.freq_width": Int(0),
     "augment.time_masks": Int(0), "augment.time_width": Int(0),
     "paths.*": Str(), "checkpoint.every_n_epochs": Int(1),

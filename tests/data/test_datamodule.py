@@ -166,3 +166,36 @@ def test_a_non_builder_waits_for_the_entry_and_never_builds(tmp_path, monkeypatc
         C.cached_array(ds, "val", cache_dir, FRONTEND, build=False, wait_seconds=0.2,
                        poll_seconds=0.05)
     assert len(built) == 1
+
+
+def test_eval_clips_per_class_limits_evaluation_and_says_so(tmp_path, monkeypatch, capsys):
+    """data.eval_clips_per_class=k: every seen class is tested on its first k clips (synth20:
+    20 test clips per class -> 3), training is untouched, results.json records k and the
+    summary says the figures are not benchmark figures."""
+    from audiocil.data.catalog import AudioDataset, ClipTable
+
+    monkeypatch.setenv(run_module.RUN_DIR_ENV, "")
+    cfg = compose_cfg([*TINY, *epochs(1), "method=finetune", "trainer.limit_train_batches=2",
+                       "data.eval_clips_per_class=3"], tmp_path)
+    run_module.run(cfg, tmp_path / "run")
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["eval_clips_per_class"] == 3
+    assert "NOT A BENCHMARK FIGURE: evaluated on the first 3 clip(s)" in capsys.readouterr().out
+    # accuracies over 4 classes x 3 clips: multiples of 100/12
+    for row in res["accuracy_matrix"]:
+        assert all(abs(a * 12 / 100 - round(a * 12 / 100)) < 1e-6 for a in row if a is not None)
+
+    # the selection itself: the first k of each class in file order (multi-label: the union)
+    tables = {s: ClipTable([f"{s}{i}.wav" for i in range(6)], np.array([0, 1, 0, 0, 1, 1]))
+              for s in ("train", "val", "test")}
+    dm = CILDataModule(AudioDataset("t", ["a", "b"], 8000, 0.1, False, tables), [0, 1],
+                       str(tmp_path), {}, eval_per_class=2)
+    dm.targets = {s: torch.tensor([0, 1, 0, 0, 1, 1]) for s in tables}
+    assert dm.eval_subset(np.arange(6), "test").tolist() == [0, 1, 2, 4]
+    multi = np.array([[1, 0], [1, 1], [1, 0], [0, 1], [0, 1]])
+    dm.dataset = AudioDataset("t", ["a", "b"], 8000, 0.1, True, {
+        s: ClipTable([f"{s}{i}.wav" for i in range(5)], multi) for s in tables})
+    dm.targets = {"test": torch.from_numpy(multi.astype(np.float32))}
+    assert dm.eval_subset(np.arange(5), "test").tolist() == [0, 1, 3]
+    with pytest.raises(ValueError, match="eval_clips_per_class"):
+        CILDataModule(dm.dataset, [0, 1], str(tmp_path), {}, eval_per_class=0)

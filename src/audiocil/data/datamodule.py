@@ -259,6 +259,9 @@ class CILDataModule(L.LightningDataModule):
             (:class:`MappedFeatures`); ``copy`` copies every split into this process's RAM
             first (the pre-issue-13 behaviour, kept for comparison: same values, same
             results).
+        eval_per_class: ``data.eval_clips_per_class``: evaluation (val and test) reads only
+            the first this many valid clips of each class, in file order (multi-label: of
+            each class it carries, the union); None: every clip. For quick checks only.
 
     ``data[split][idx]`` is a (B, F, T) float16 tensor for an index array (and (F, T) for
     an int) in both modes; ``targets[split]`` is in RAM. ``embeddings`` keeps what frozen
@@ -269,13 +272,16 @@ class CILDataModule(L.LightningDataModule):
     def __init__(self, dataset: AudioDataset, class_order: Sequence[int], cache_dir: str,
                  frontend: dict, cache: str = "features", on_bad_file: str = "error",
                  num_workers: int = 0, seed: int = 0, verify_cache: str = "quick",
-                 serve: str = "mmap") -> None:
+                 serve: str = "mmap", eval_per_class: int | None = None) -> None:
         super().__init__()
         if cache not in ("features", "waveform"):
             raise ValueError(f"data.cache must be features|waveform, got {cache!r}")
         if serve not in SERVE_MODES:
             raise ValueError(f"serve must be one of {'|'.join(SERVE_MODES)}, got {serve!r}")
         self.serve = serve
+        if eval_per_class is not None and int(eval_per_class) < 1:
+            raise ValueError(f"data.eval_clips_per_class must be >= 1 or null, got {eval_per_class}")
+        self.eval_per_class = None if eval_per_class is None else int(eval_per_class)
         self.dataset = dataset
         self.order = list(class_order)
         self.position = np.empty(len(self.order), dtype=np.int64)
@@ -498,11 +504,26 @@ class CILDataModule(L.LightningDataModule):
                         distributed: bool = True) -> DataLoader:
         """Clips of the seen classes (or of ``positions``), each served exactly once."""
         pos = range(self.n_seen) if positions is None else positions
-        ds = self.subset(self.indices_of(pos, split), split)
+        ds = self.subset(self.eval_subset(self.indices_of(pos, split), split), split)
         world, rank = self._world() if distributed else (1, 0)
         sampler = UnpaddedDistributedSampler(ds, world, rank) if world > 1 else None
         return DataLoader(ds, batch_size=max(self.batch_size, 128), sampler=sampler,
                           shuffle=False, num_workers=self.num_workers)
+
+    def eval_subset(self, indices: np.ndarray, split: str) -> np.ndarray:
+        """``indices`` (ascending), limited to the first :attr:`eval_per_class` of each class."""
+        k = self.eval_per_class
+        if k is None or len(indices) == 0:
+            return indices
+        labels = self.targets[split][indices]
+        if self.dataset.multilabel:
+            rank = torch.cumsum(labels, dim=0) * labels  # 1-based rank among the class's clips
+            return indices[((rank >= 1) & (rank <= k)).any(dim=1).numpy()]
+        keep = np.zeros(len(indices), dtype=bool)
+        pos = labels.numpy()
+        for c in np.unique(pos):
+            keep[np.flatnonzero(pos == c)[:k]] = True
+        return indices[keep]
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("val", self.val_classes)

@@ -9,7 +9,7 @@ import io
 
 from audiocil.metrics.fewshot import aggregate_trials, run_figures, session_figures
 from audiocil.results.cost import cost_per_task, cost_rows
-from audiocil.results.io import SCHEMA_VERSION, figure_rows
+from audiocil.results.io import SCHEMA_VERSION, figure_rows, subset_note
 from audiocil.results.standard import mean_of, objective
 
 
@@ -138,7 +138,7 @@ class FewShotRecord:
         def pm(m, s, fmt="{:.2f}"):
             return "-" if m is None else fmt.format(m) + ("" if not s else " ± " + fmt.format(s))
 
-        lines = []
+        lines = [subset_note(self.meta)] if subset_note(self.meta) else []
         method = self.meta.get("method")
         for n in self.classifiers():
             f = self.summary(n)

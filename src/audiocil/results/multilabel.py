@@ -6,7 +6,7 @@ from __future__ import annotations
 from audiocil.core import Task
 from audiocil.metrics.multilabel import average_forgetting, base_forgetting, mean_over_phases
 from audiocil.results.cost import cost_rows
-from audiocil.results.io import figure_rows
+from audiocil.results.io import figure_rows, subset_note
 from audiocil.results.standard import RunRecord, mean_of, objective
 
 
@@ -117,7 +117,7 @@ class MultilabelRecord(RunRecord):
 
     def table(self) -> str:
         """The end-of-run summary: F1 and mAP per phase, their averages, forgetting."""
-        lines = []
+        lines = [subset_note(self.meta)] if subset_note(self.meta) else []
         m = self.meta.get("method")
 
         def fmt(v):

@@ -14,7 +14,7 @@ import io
 from audiocil.core import Task
 from audiocil.metrics.continual import forgetting_per_step, summarize
 from audiocil.results.cost import cost_per_task, cost_rows
-from audiocil.results.io import SCHEMA_VERSION, figure_rows
+from audiocil.results.io import SCHEMA_VERSION, figure_rows, subset_note
 
 
 def _weighted(acc: list[float], counts: list[int], which: range) -> float | None:
@@ -154,7 +154,8 @@ class RunRecord:
                 f"{len(m.get('tasks', [])) or len(self.steps)} tasks, seed {m.get('seed')} "
                 f"(accuracy %, all seen classes)")
         steps = "".join(f"{f'step {t + 1}':>8}" for t in range(len(self.steps)))
-        lines = [head, f"{'classifier':<10}{steps} | {'AA':>6} {'last':>6} {'forgetting':>10} "
+        lines = [subset_note(m)] if subset_note(m) else []
+        lines += [head, f"{'classifier':<10}{steps} | {'AA':>6} {'last':>6} {'forgetting':>10} "
                        f"{'BWT':>7}"]
         for n in self.classifiers():
             f = self.figures(n)

@@ -78,7 +78,7 @@ class MultilabelScenario:
     @staticmethod
     def test_loader(dm, split: str = "test") -> DataLoader:
         """Every valid clip of the split once (sharded without padding under DDP)."""
-        ds = dm.subset(dm.valid[split], split)
+        ds = dm.subset(dm.eval_subset(dm.valid[split], split), split)
         world, rank = dm._world()
         sampler = UnpaddedDistributedSampler(ds, world, rank) if world > 1 else None
         return DataLoader(ds, batch_size=max(dm.batch_size, 128), sampler=sampler, shuffle=False,
