@@ -548,3 +548,25 @@ def test_playable_keys_skip_silent_keys_and_widen_when_needed():
     assert playable_keys(73, audible, 10) == list(range(lo, lo + 10))
     assert playable_keys(73, audible, 13) == list(range(lo - 3, lo + 10))
     assert playable_keys(73, audible, 40) is None
+
+
+def test_render_workers_stop_under_a_runs_preemption_handler(tmp_path):
+    """The embedded builders render in a process pool inside a run, whose preemption handler
+    notes SIGTERM and goes on. The pool stops its workers with SIGTERM when it closes: they
+    must not inherit the handler, or the build never returns after its last render (a fresh
+    clone's `make run` hung there). Run in a child process with a timeout."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from audiocil.engine import preemption
+        from audiocil.data.embedded.soundfont import parallel_map
+        with preemption.guard(Path({str(tmp_path)!r})):
+            print(list(parallel_map(abs, [-1, -2, -3, -4], 2)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("[1, 2, 3, 4]")
+    assert "received SIGTERM" not in done.stderr

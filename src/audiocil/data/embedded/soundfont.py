@@ -522,5 +522,17 @@ def parallel_map(fn, tasks: list, workers: int):
     import multiprocessing as mp
 
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(workers) as pool:
+    with mp.get_context(method).Pool(workers, initializer=_default_signals) as pool:
         yield from pool.imap(fn, tasks, chunksize=1)
+
+
+def _default_signals() -> None:
+    """A worker's signals as the operating system's defaults. A forked worker inherits the
+    run's preemption handler (SIGTERM noted, the run goes on to its next checkpoint), and
+    the pool stops its workers with SIGTERM: with that handler they would not stop, and the
+    pool would wait for them for ever after the last render."""
+    import signal
+
+    for name in ("SIGTERM", "SIGUSR1", "SIGUSR2"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
