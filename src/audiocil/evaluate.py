@@ -17,9 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from audiocil.config import register_resolvers
-from audiocil.data.datamodule import CILDataModule
 from audiocil.engine import checkpoints
-from audiocil.run import build_named, load_strategy
+from audiocil.run import build_datamodule, build_named, load_strategy
 
 
 def evaluate(run_dir: Path, task: int | None = None, devices: int = 1,
@@ -37,11 +36,7 @@ def evaluate(run_dir: Path, task: int | None = None, devices: int = 1,
     order, tasks = scenario.make_tasks(dataset)
     strategy = load_strategy(cfg, state, scenario.objective)
     strategy.task = tasks[state["task"]]
-    dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
-                       cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
-                       num_workers=cfg.data.num_workers, seed=cfg.seed,
-                       verify_cache=cfg.data.get("verify_cache", "quick"),
-                       eval_per_class=cfg.data.get("eval_clips_per_class"))
+    dm = build_datamodule(cfg, dataset, order)
     dm.prepare()
     dm.load_state_dict(state["datamodule"])
     trainer = L.Trainer(accelerator=accelerator, devices=devices,

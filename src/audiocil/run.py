@@ -77,6 +77,16 @@ def strategy_from_checkpoint(path: Path) -> L.LightningModule:
     return strategy
 
 
+def build_datamodule(cfg: DictConfig, dataset, order) -> CILDataModule:
+    """The run's datamodule from ``cfg.data`` and the dataset's front end (not yet prepared)."""
+    return CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
+                         cache=cfg.data.cache,
+                         on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
+                         num_workers=cfg.data.num_workers, seed=cfg.seed,
+                         verify_cache=cfg.data.get("verify_cache", "quick"),
+                         eval_per_class=cfg.data.get("eval_clips_per_class"))
+
+
 def build_named(node: DictConfig, **extra):
     """Instantiate a group config whose ``name`` key labels it rather than being an argument."""
     kwargs = OmegaConf.to_container(node, resolve=True)
@@ -192,11 +202,7 @@ def run_in(cfg: DictConfig, run_dir: Path) -> dict:
     scenario = build_named(cfg.scenario)
     order, tasks = scenario.make_tasks(dataset)
     check_against_tasks(cfg, tasks)  # values that depend on the classes, before any cache build
-    dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
-                       cache=cfg.data.cache, on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
-                       num_workers=cfg.data.num_workers, seed=cfg.seed,
-                       verify_cache=cfg.data.get("verify_cache", "quick"),
-                       eval_per_class=cfg.data.get("eval_clips_per_class"))
+    dm = build_datamodule(cfg, dataset, order)
     dm.prepare()
 
     meta = {"method": cfg.method.name, "dataset": cfg.dataset.name, "scenario": cfg.scenario.name,

@@ -138,7 +138,7 @@ class FewShotRecord:
         def pm(m, s, fmt="{:.2f}"):
             return "-" if m is None else fmt.format(m) + ("" if not s else " ± " + fmt.format(s))
 
-        lines = [subset_note(self.meta)] if subset_note(self.meta) else []
+        lines = subset_note(self.meta)
         method = self.meta.get("method")
         for n in self.classifiers():
             f = self.summary(n)

@@ -29,11 +29,11 @@ LONG_COLUMNS = ["run", "method", "dataset", "scenario", "seed", "trial", "step",
 _SUFFIXES = ("_per_step", "_per_session", "_per_phase")
 
 
-def subset_note(meta: dict) -> str:
-    """The summary's warning when evaluation read only some clips per class, else ''."""
+def subset_note(meta: dict) -> list[str]:
+    """The summary's first line when evaluation read only some clips per class, else none."""
     k = meta.get("eval_clips_per_class")
-    return "" if k is None else (f"NOT A BENCHMARK FIGURE: evaluated on the first {k} clip(s) "
-                                 f"of each class (data.eval_clips_per_class={k})")
+    return [] if k is None else [f"NOT A BENCHMARK FIGURE: evaluated on the first {k} clip(s) "
+                                 f"of each class (data.eval_clips_per_class={k})"]
 
 
 def _number(v) -> bool:

@@ -117,7 +117,7 @@ class MultilabelRecord(RunRecord):
 
     def table(self) -> str:
         """The end-of-run summary: F1 and mAP per phase, their averages, forgetting."""
-        lines = [subset_note(self.meta)] if subset_note(self.meta) else []
+        lines = subset_note(self.meta)
         m = self.meta.get("method")
 
         def fmt(v):

@@ -154,9 +154,8 @@ class RunRecord:
                 f"{len(m.get('tasks', [])) or len(self.steps)} tasks, seed {m.get('seed')} "
                 f"(accuracy %, all seen classes)")
         steps = "".join(f"{f'step {t + 1}':>8}" for t in range(len(self.steps)))
-        lines = [subset_note(m)] if subset_note(m) else []
-        lines += [head, f"{'classifier':<10}{steps} | {'AA':>6} {'last':>6} {'forgetting':>10} "
-                       f"{'BWT':>7}"]
+        columns = f"{'classifier':<10}{steps} | {'AA':>6} {'last':>6} {'forgetting':>10} {'BWT':>7}"
+        lines = [*subset_note(m), head, columns]
         for n in self.classifiers():
             f = self.figures(n)
             acc = "".join(f"{a:8.1f}" for a in f["accuracy_per_step"])

@@ -533,6 +533,7 @@ def _default_signals() -> None:
     pool would wait for them for ever after the last render."""
     import signal
 
-    for name in ("SIGTERM", "SIGUSR1", "SIGUSR2"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    from audiocil.engine.preemption import SIGNALS
+
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
