@@ -55,7 +55,7 @@ from torch import nn
 
 from audiocil.core import Stage, Task
 from audiocil.heads import BiasCorrection
-from audiocil.heads.functional import class_mean, nme_logits
+from audiocil.heads.functional import nme_logits
 from audiocil.losses.distillation import weighted_kd_ce
 from audiocil.methods.base import FrozenCopy, Network, Strategy, structural
 from audiocil.schema import POS, Num
@@ -88,6 +88,7 @@ class BiC(Strategy):
     scenarios = ("standard",)
     config_ranges = {"T": POS, "val_ratio": Num(gt=0, lt=1)}
     needs_memory = True
+    keeps_exemplar_means = True
 
     def __init__(self, backbone: nn.Module, frontend, *args, T: float, val_ratio: float,
                  bias_stage: Mapping, **kwargs) -> None:
@@ -187,14 +188,7 @@ class BiC(Strategy):
         if self.teacher is not None:
             self.drop_teacher()
         self._split = None
-        super().after_task(task, dm)  # herding among all the new classes' clips
-        assert self.memory is not None
-        means = torch.zeros(task.total, self.class_means.shape[1])
-        for c in range(task.total):
-            idx = self.memory.exemplars.get(c, EMPTY)
-            if len(idx):  # no exemplars: a zero mean, at distance 1 from every clip
-                means[c] = class_mean(self.embed_indices(dm, idx))
-        self.class_means = means.to(self.device)
+        super().after_task(task, dm)  # herding among all the new classes' clips, class means
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.network.embed(x)

@@ -60,7 +60,6 @@ from audiocil.heads import CosineHead
 from audiocil.heads.functional import cosine_logits, nme_logits
 from audiocil.losses.distillation import kd_loss, weighted_kd_ce
 from audiocil.methods.base import FrozenCopy, Strategy, structural
-from audiocil.methods.podnet import class_means_of
 from audiocil.schema import NONNEG, POS, Int
 from audiocil.solvers.transport import sinkhorn_plan, transport_weights
 
@@ -80,6 +79,7 @@ class COIL(Strategy):
     config_ranges = {"T": POS, "scale_init": POS, "sinkhorn_reg": POS, "norm_term": POS,
                      "pt_weight": NONNEG, "reg_term": NONNEG, "retro_every": Int(1)}
     needs_memory = True
+    keeps_exemplar_means = True
 
     def __init__(self, *args, T: float, scale_init: float, sinkhorn_reg: float,
                  norm_term: float, pt_weight: float, reg_term: float, retro_every: int,
@@ -114,11 +114,11 @@ class COIL(Strategy):
         """(known, D) old-class means from the exemplars, (new, D) new-class means from the
         task's own clips, embedded by the current network."""
         assert self.memory is not None and self.task is not None
-        k = self.task.known
-        old = {c: v for c, v in self.memory.exemplars.items() if c < k}
-        new = dm.by_class(range(k, self.task.total), within=dm.own_indices)
-        return (class_means_of(self, dm, old, k),
-                class_means_of(self, dm, {c - k: v for c, v in new.items()}, self.task.new))
+        k, total = self.task.known, self.task.total
+        groups = {c: v for c, v in self.memory.exemplars.items() if c < k}
+        groups.update(dm.by_class(range(k, total), within=dm.own_indices))
+        means = self.feature_bank(dm).class_means(groups, total, self.embedding_dim)  # one pass
+        return means[:k], means[k:]
 
     def plan(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return sinkhorn_plan(source, target, reg=self.sinkhorn_reg, p=self.norm_term)
@@ -178,9 +178,7 @@ class COIL(Strategy):
     def after_task(self, task: Task, dm) -> None:
         if self.teacher is not None:
             self.drop_teacher()
-        super().after_task(task, dm)  # herding exemplars with the network just trained
-        assert self.memory is not None
-        self.class_means = class_means_of(self, dm, self.memory.exemplars, task.total).to(self.device)
+        super().after_task(task, dm)  # herding exemplars and class means with the network just trained
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)

@@ -35,12 +35,11 @@ competition, and matching mean norms would only move each class's decision thres
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from audiocil.core import Task
-from audiocil.heads.functional import class_mean, nme_logits
+from audiocil.heads.functional import nme_logits
 from audiocil.losses.distillation import weighted_kd_ce
 from audiocil.losses.weight_align import clip_nonnegative_, weight_align
 from audiocil.methods.base import FrozenCopy, Strategy, structural
@@ -57,6 +56,7 @@ class WA(Strategy):
     scenarios = ("standard", "fewshot")
     config_ranges = {"T": POS, "clip_weights": Bool()}
     needs_memory = True
+    keeps_exemplar_means = True
 
     def __init__(self, *args, T: float, clip_weights: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -112,14 +112,7 @@ class WA(Strategy):
         self.align(task)
         if self.teacher is not None:
             self.drop_teacher()  # the next task freezes a fresh one
-        super().after_task(task, dm)  # herding exemplars with the aligned network
-        assert self.memory is not None
-        means = torch.zeros(task.total, self.class_means.shape[1])
-        for c in range(task.total):
-            idx = self.memory.exemplars.get(c, np.zeros(0, dtype=np.int64))
-            if len(idx):  # no exemplars: a zero mean, at distance 1 from every clip
-                means[c] = class_mean(self.embed_indices(dm, idx))
-        self.class_means = means.to(self.device)
+        super().after_task(task, dm)  # herding exemplars and class means with the aligned network
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)
