@@ -10,6 +10,9 @@ A strategy is a LightningModule with a growing network and hooks that the task s
   clips plus exemplars) with :meth:`training_loss`;
 * :meth:`after_task` does the end-of-task work (exemplars, class means, ...).
 
+A method that distils from the network the previous task left derives from
+:class:`DistillingStrategy`, which makes and drops that frozen teacher around each task.
+
 Evaluation asks :meth:`eval_logits` for the logits of every classifier the method reports
 (``cnn``, ``nme``, ...: any names).
 
@@ -453,3 +456,47 @@ class Strategy(L.LightningModule):
             return None
         steps = self.trainer.estimated_stepping_batches // max(int(stage.optim["epochs"]), 1)
         return build(stage.optim, self._groups, steps)
+
+
+class DistillingStrategy(Strategy):
+    """A strategy that learns each task after the first against a frozen teacher: a copy of
+    what it had learnt when the task started (:class:`FrozenCopy`), made in
+    :meth:`before_task` before the head grows and dropped in :meth:`after_task`, so a
+    teacher is neither in the task checkpoints nor counted in ``params_per_task``.
+
+    :meth:`make_teacher` and :meth:`drop_teacher` are structural: a checkpoint taken inside a
+    task replays them by name. What the teacher freezes is :meth:`teacher_module`'s choice
+    (default: backbone + head), and whether a task has one is :meth:`needs_teacher`'s.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher: FrozenCopy | None = None
+
+    def teacher_module(self) -> nn.Module:
+        """What the teacher is a frozen copy of: backbone + head (called before the head
+        grows, so its outputs are the old classes' logits)."""
+        return nn.Sequential(self.network.backbone, self.network.head)
+
+    def needs_teacher(self, task: Task) -> bool:
+        """Whether ``task`` is learnt against a teacher: every task after the first."""
+        return task.index > 0
+
+    @structural
+    def make_teacher(self) -> None:
+        """Freeze a copy of what was learnt so far (:meth:`teacher_module`)."""
+        self.teacher = FrozenCopy(self.teacher_module())
+
+    @structural
+    def drop_teacher(self) -> None:
+        self.teacher = None
+
+    def before_task(self, task: Task, dm) -> None:
+        if self.needs_teacher(task):
+            self.make_teacher()
+        super().before_task(task, dm)
+
+    def after_task(self, task: Task, dm) -> None:
+        if self.teacher is not None:
+            self.drop_teacher()  # the next task freezes a fresh one
+        super().after_task(task, dm)

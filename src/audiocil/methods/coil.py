@@ -53,18 +53,17 @@ it for standard tasks only.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from audiocil.core import Task
 from audiocil.heads import CosineHead
 from audiocil.heads.functional import cosine_logits, nme_logits
 from audiocil.losses.distillation import kd_loss, weighted_kd_ce
-from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.methods.base import DistillingStrategy
 from audiocil.schema import NONNEG, POS, Int
 from audiocil.solvers.transport import sinkhorn_plan, transport_weights
 
 
-class COIL(Strategy):
+class COIL(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         T: distillation temperature (2).
         scale_init: the head's learnt scale sigma at creation (1).
@@ -91,23 +90,12 @@ class COIL(Strategy):
         self.network.head = CosineHead(dim, proxies=1, scale_init=scale_init, learn_scale=True)
         self.T, self.sinkhorn_reg, self.norm_term = float(T), float(sinkhorn_reg), float(norm_term)
         self.pt_weight, self.reg_term, self.retro_every = float(pt_weight), float(reg_term), int(retro_every)
-        self.teacher: FrozenCopy | None = None  # backbone + head as the previous task left them
         self.register_buffer("class_means", torch.zeros(0, dim))
         # recomputed from the state when a task starts / at the first batch of every epoch
         self.prospective_plan: torch.Tensor | None = None  # (known, new)
         self.prospective_rows: torch.Tensor | None = None  # (new, D)
         self.retro_plan: torch.Tensor | None = None  # (new, known)
         self.retro_rows: torch.Tensor | None = None  # (known, D)
-
-    # ---- structure -------------------------------------------------------------------------
-    @structural
-    def make_teacher(self) -> None:
-        """Freeze a copy of what was learnt so far (before the head grows)."""
-        self.teacher = FrozenCopy(nn.Sequential(self.network.backbone, self.network.head))
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
 
     # ---- transport ---------------------------------------------------------------------------
     def transport_means(self, dm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,9 +130,7 @@ class COIL(Strategy):
 
     # ---- hooks -------------------------------------------------------------------------------
     def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:
-            self.make_teacher()
-        super().before_task(task, dm)  # grows the head
+        super().before_task(task, dm)  # freezes the teacher (tasks > 0), grows the head
         self.retro_rows = self.retro_plan = None
         if task.index > 0:
             self.prospective_transport(dm)
@@ -174,11 +160,6 @@ class COIL(Strategy):
         rt = kd_loss(cosine_logits(h, self.retro_rows.to(h)), old_logits, T)
         weight = self.reg_term * (epoch / max(self.stage.epochs, 1)) ** 2
         return base + weight * rt, {"base": base.detach(), "rt": rt.detach()}
-
-    def after_task(self, task: Task, dm) -> None:
-        if self.teacher is not None:
-            self.drop_teacher()
-        super().after_task(task, dm)  # herding exemplars and class means with the network just trained
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)

@@ -57,16 +57,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+from torch import nn
 
 from audiocil.core import Stage, Task
 from audiocil.heads import CosineHead
 from audiocil.heads.functional import nme_logits
 from audiocil.losses.pod import adaptive_factor, nca_loss, pod_flat, pod_spatial
-from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.methods.base import DistillingStrategy
 from audiocil.schema import NONNEG, POS, Bool, Choice, Int
 
 
-class PODNet(Strategy):
+class PODNet(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         proxies: LSC proxies per class (10).
         scale_init: the learnt scale sigma at creation (1).
@@ -98,23 +99,12 @@ class PODNet(Strategy):
         self.lambda_c, self.lambda_f = float(lambda_c), float(lambda_f)
         self.nca = {k: nca[k] for k in ("scale", "margin", "exclude_positive", "hinge")}
         self.old_proxies_lr, self.finetune = float(old_proxies_lr), dict(finetune)
-        self.teacher: FrozenCopy | None = None  # the backbone as the previous task left it
         self.register_buffer("class_means", torch.zeros(0, dim))
 
     # ---- structure -------------------------------------------------------------------------
-    @structural
-    def make_teacher(self) -> None:
-        """Freeze a copy of the backbone learnt so far."""
-        self.teacher = FrozenCopy(self.network.backbone)
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
-
-    def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:
-            self.make_teacher()
-        super().before_task(task, dm)
+    def teacher_module(self) -> nn.Module:
+        """The teacher is the backbone alone (POD compares embeddings and stage maps)."""
+        return self.network.backbone
 
     # ---- stages ----------------------------------------------------------------------------
     @property
@@ -183,10 +173,11 @@ class PODNet(Strategy):
     def after_task(self, task: Task, dm) -> None:
         if task.index == 0:
             super().after_task(task, dm)  # exemplars and class means
-        else:  # the finetune stage set the memory; its class means with the finetuned network
-            self.set_exemplar_means(task.total, self.feature_bank(dm))
+            return
         if self.teacher is not None:
             self.drop_teacher()
+        # the finetune stage set the memory; its class means with the finetuned network
+        self.set_exemplar_means(task.total, self.feature_bank(dm))
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)
