@@ -49,13 +49,15 @@ def random_classes(seed: int) -> list[torch.Tensor]:
 def test_batched_herding_picks_what_one_class_at_a_time_picks(seed, m):
     classes = random_classes(seed)
     counts = [len(f) for f in classes]
-    got = herding_select_classes(torch.cat(classes), counts, m)
-    assert got.dtype == torch.long and got.shape == (len(classes), min(m, max(counts)))
-    for row, f in zip(got.tolist(), classes, strict=True):
-        want = reference_herding(f, m)
-        assert row[:len(want)] == want
-        assert all(i == -1 for i in row[len(want):])
-        assert herding_select(f, m) == want
+    want = [reference_herding(f, m) for f in classes]
+    for block in (None, 1, 3, len(classes)):  # the CPU's default blocks, and all at once
+        got = herding_select_classes(torch.cat(classes), counts, m, block=block)
+        assert got.dtype == torch.long and got.shape == (len(classes), min(m, max(counts)))
+        for row, w in zip(got.tolist(), want, strict=True):
+            assert row[:len(w)] == w
+            assert all(i == -1 for i in row[len(w):])
+    for f, w in zip(classes, want, strict=True):
+        assert herding_select(f, m) == w
 
 
 def test_batched_herding_on_realistic_sizes_and_float32_inputs():

@@ -18,19 +18,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: float64 elements of a (classes, clips, D) block herded at once on the CPU (2 MB: the
+#: block's candidate arrays stay in cache; on an accelerator every class goes at once)
+CPU_BLOCK_ELEMENTS = 2**18
 
-def herding_select_classes(features: torch.Tensor, counts: Sequence[int], m: int) -> torch.Tensor:
+
+def herding_select_classes(features: torch.Tensor, counts: Sequence[int], m: int,
+                           block: int | None = None) -> torch.Tensor:
     """Herding orders of several classes at once, computed on ``features``' device.
 
     The same picks as running :func:`herding_select` on each class (the same float64
     arithmetic, element by element; ties go to the first row): each step of the greedy loop
-    picks one exemplar of every class that still has candidates.
+    picks one exemplar of every class of a block that still has candidates.
 
     Args:
         features: (N, D) embeddings, the rows of class 0 first, then those of class 1, ...;
             L2-normalised here (in float64; float32 on a device without float64, MPS).
         counts: (C,) rows of each class (their sum is N; a class may have none).
         m: exemplars to pick per class (at most its count).
+        block: classes herded together (default: all of them on an accelerator; on the CPU
+            as many as :data:`CPU_BLOCK_ELEMENTS` allows, at least one).
 
     Returns:
         (C, M) int64 on ``features``' device, M = min(m, max(counts)): row c holds the
@@ -41,12 +48,28 @@ def herding_select_classes(features: torch.Tensor, counts: Sequence[int], m: int
     if sum(counts) != len(features):
         raise ValueError(f"herding: counts sum to {sum(counts)}, but there are {len(features)} rows")
     dev = features.device
-    dtype = torch.float32 if dev.type == "mps" else torch.float64
-    n_cls, n_max = len(counts), max(counts, default=0)
-    steps = min(int(m), n_max)
+    n_cls, steps = len(counts), min(int(m), max(counts, default=0))
+    chosen = torch.full((n_cls, max(steps, 0)), -1, dtype=torch.long, device=dev)
     if steps <= 0:
-        return torch.zeros(n_cls, 0, dtype=torch.long, device=dev)
+        return chosen
+    dtype = torch.float32 if dev.type == "mps" else torch.float64
     feats = F.normalize(features.to(dtype), dim=1)  # (N, D)
+    if block is None:
+        per_class = max(counts) * feats.shape[1]
+        block = n_cls if dev.type != "cpu" else max(1, CPU_BLOCK_ELEMENTS // per_class)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    for c in range(0, n_cls, block):
+        part = counts[c:c + block]
+        got = _herd(feats[starts[c]:starts[c + len(part)]], part, steps)
+        chosen[c:c + len(part), :got.shape[1]] = got
+    return chosen
+
+
+def _herd(feats: torch.Tensor, counts: list[int], m: int) -> torch.Tensor:
+    """:func:`herding_select_classes` of one block: normalised (N, D) rows of ``counts``
+    classes -> (C, min(m, max(counts))) positions, -1 past a class's count."""
+    dev, n_cls, n_max = feats.device, len(counts), max(counts)
+    steps = min(m, n_max)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     # each class's mean, as herding_select takes it (a padded sum would round differently)
     zero = feats.new_zeros(feats.shape[1])
@@ -87,7 +110,7 @@ def herding_select(features: torch.Tensor, m: int) -> list[int]:
         features: (N, D) embeddings of one class; they are L2-normalised here.
         m: how many to pick (at most N).
     """
-    return herding_select_classes(features, [len(features)], m)[0].tolist()[:min(m, len(features))]
+    return herding_select_classes(features, [len(features)], m)[0].tolist()
 
 
 class ExemplarMemory:
