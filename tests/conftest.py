@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -29,8 +29,52 @@ TINY = [
 ]
 
 
+# debug=smoke's epochs (2 per stage) on TINY's stream, every batch of them, no validation
+SMOKE = ["debug=smoke", *TINY, "trainer.limit_train_batches=1.0", "trainer.max_steps=-1",
+         "trainer.limit_val_batches=0"]
+
+
 def compose_cfg(overrides: list[str], root: Path) -> DictConfig:
     return compose([f"paths.root_dir={root}", *overrides])
+
+
+def run_config(cfg: DictConfig, run_dir: Path) -> dict:
+    """``audiocil.run.run(cfg, run_dir)`` as a fresh process starts it: without the run
+    directory that an earlier run of this process recorded for DDP workers (``RUN_DIR_ENV``);
+    the environment is restored afterwards. Returns the run's ``results.json`` content."""
+    from audiocil.run import RUN_DIR_ENV, run
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(RUN_DIR_ENV, "")
+        return run(cfg, run_dir)
+
+
+def run_tiny(overrides: Sequence[str], root: Path, run_dir: Path) -> dict:
+    """:func:`run_config` of ``overrides`` composed with ``paths.root_dir=root``."""
+    return run_config(compose_cfg(list(overrides), root), run_dir)
+
+
+def run_smoke(method: str, root: Path, run_dir: Path, *extra: str) -> dict:
+    """``method`` on :data:`SMOKE`, with ``extra`` overrides (they win)."""
+    return run_tiny([*SMOKE, f"method={method}", *extra], root, run_dir)
+
+
+def strategy_after(run_dir: Path, task: int):
+    """The strategy as task ``task`` of the run in ``run_dir`` left it (its checkpoint)."""
+    from audiocil.run import strategy_from_checkpoint
+
+    return strategy_from_checkpoint(Path(run_dir) / "checkpoints" / f"task_{task}.pt")
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of a module's tensors (parameters and buffers) by name."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()
+            if isinstance(v, torch.Tensor)}
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """Two state dicts with the same names and bit-identical tensors."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="session")

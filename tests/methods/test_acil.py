@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from audiocil.methods.acil import ACIL
-from audiocil.run import RUN_DIR_ENV, build_strategy, check_support, run, strategy_from_checkpoint
-from tests.conftest import TINY, compose_cfg, epochs
+from audiocil.run import build_strategy, check_support
+from tests.conftest import TINY, epochs, run_tiny, strategy_after
 
 CLASSES = 12
 STREAM = [*TINY, f"dataset.loader.n_classes={CLASSES}", *epochs(6),
@@ -39,9 +39,8 @@ def run_recorded(method: str, root: Path, run_dir: Path, *extra: str,
         fit(self, dm)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(RUN_DIR_ENV, "")
         mp.setattr(ACIL, "fit_analytic", spy)
-        res = run(compose_cfg([f"method={method}", *stream, *extra], root), run_dir)
+        res = run_tiny([f"method={method}", *stream, *extra], root, run_dir)
     return {**seen, "results": res, "run_dir": run_dir}
 
 
@@ -53,7 +52,7 @@ def backbone_state(strategy) -> dict[str, torch.Tensor]:
 
 
 def after(run: dict, task: int):
-    return strategy_from_checkpoint(run["run_dir"] / "checkpoints" / f"task_{task}.pt")
+    return strategy_after(run["run_dir"], task)
 
 
 def buffered(strategy, dm, idx, split: str = "train") -> torch.Tensor:
@@ -84,13 +83,8 @@ def seen_clips(rec: dict, task: int) -> tuple[np.ndarray, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shared_root):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return {b: run_recorded("acil", shared_root, tmp_path_factory.mktemp(f"acil{b}"),
-                                f"method.il_batch_size={b}") for b in (4096, 7)}
-    finally:
-        torch.set_num_threads(threads)
+    return {b: run_recorded("acil", shared_root, tmp_path_factory.mktemp(f"acil{b}"),
+                            f"method.il_batch_size={b}") for b in (4096, 7)}
 
 
 def test_classifier_is_the_joint_ridge_whatever_the_batching(runs):
@@ -152,15 +146,12 @@ def test_a_crash_in_the_analytic_stage_resumes_there(runs, shared_root, tmp_path
         raise RuntimeError("killed inside the analytic stage")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(RUN_DIR_ENV, "")
         mp.setattr(ACIL, "fit_analytic", crash)
         with pytest.raises(RuntimeError, match="killed"):
-            run(compose_cfg(["method=acil", *STREAM], shared_root), run_dir)
+            run_tiny(["method=acil", *STREAM], shared_root, run_dir)
     assert (run_dir / "checkpoints/task_0/stage0_train.pt").exists()
     assert not (run_dir / "checkpoints/task_0.pt").exists()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(RUN_DIR_ENV, "")
-        got = run(compose_cfg([f"resume={run_dir}"], shared_root), run_dir)
+    got = run_tiny([f"resume={run_dir}"], shared_root, run_dir)
     want = runs[4096]["results"]
     for key in ("accuracy_matrix", "avg_incremental_accuracy", "forgetting", "params_per_task"):
         assert got[key] == want[key], key

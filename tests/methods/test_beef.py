@@ -17,31 +17,14 @@ from audiocil.data.frontend import Frontend
 from audiocil.evaluate import evaluate
 from audiocil.methods.base import FrozenCopy
 from audiocil.methods.beef import BEEF, BeefNetwork
-from audiocil.run import RUN_DIR_ENV, check_support, run, strategy_from_checkpoint
-from tests.conftest import TINY, compose_cfg
+from audiocil.run import check_support
+from tests.conftest import TINY, run_tiny, same_state, snapshot, strategy_after
 
 CHANCE = 100 / 8
 PROTOCOL = ["method=beef", "method.batch_size=32", "trainer.limit_val_batches=0",
             "method.first_task.optimizer.lr=0.05", "method.later_tasks.optimizer.lr=0.05",
             "method.first_task.epochs=8", "method.later_tasks.epochs=6", "method.fusion.epochs=6",
             "method.fusion_per_class=10"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def snapshot(module: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()
-            if isinstance(v, torch.Tensor)}
-
-
-def same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def randomise(net: BeefNetwork) -> None:
@@ -129,11 +112,10 @@ def spied(shared_root, tmp_path_factory):
         return out
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(RUN_DIR_ENV, "")
         mp.setattr(BEEF, "before_task", spy_before)
         mp.setattr(BEEF, "after_task", spy_after)
         mp.setattr(BEEF, "stages", spy_stages)
-        res = run(compose_cfg([*TINY, *PROTOCOL], shared_root), out)
+        res = run_tiny([*TINY, *PROTOCOL], shared_root, out)
     return out, res, seen
 
 
@@ -153,7 +135,7 @@ def test_fusing_after_training_keeps_the_logits(spied):
 
 def test_frozen_backbones_are_bit_identical_through_a_task(spied):
     out, _, seen = spied
-    first = strategy_from_checkpoint(Path(out) / "checkpoints" / "task_0.pt").network.backbones[0]
+    first = strategy_after(out, 0).network.backbones[0]
     assert any("running_mean" in k for k in first.state_dict())
     assert len(seen["start"]) == len(seen["end"]) == 1
     assert same_state(seen["start"][0], first.state_dict()) and same_state(seen["end"][0], first.state_dict())
@@ -179,7 +161,7 @@ def test_the_fusion_set_is_balanced_and_held_out_of_expansion(spied):
 
 def test_one_backbone_per_task_and_the_checkpoint_reproduces_the_figures(spied):
     out, res, _ = spied
-    s = strategy_from_checkpoint(Path(out) / "checkpoints" / "task_1.pt")
+    s = strategy_after(out, 1)
     assert len(s.network.backbones) == 2 and all(isinstance(b, FrozenCopy) for b in s.network.backbones)
     assert s.network.old_head.module.weight.shape == (8, 2 * s.network.out_dim)
     p0, p1 = res["params_per_task"]

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from audiocil.config import CONFIG_DIR
-from audiocil.run import RUN_DIR_ENV, run
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import TINY, compose_cfg, run_config
 
 
 def standard_methods() -> list[str]:
@@ -26,23 +25,14 @@ def standard_methods() -> list[str]:
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("method", standard_methods())
-def test_every_method_runs_under_bf16_autocast_on_the_cpu(method, shared_root, tmp_path, monkeypatch):
-    monkeypatch.setenv(RUN_DIR_ENV, "")
+def test_every_method_runs_under_bf16_autocast_on_the_cpu(method, shared_root, tmp_path):
     cfg = compose_cfg([*TINY, f"method={method}", "debug=smoke", "trainer.precision=bf16-mixed",
                        "trainer.max_steps=2", "method.batch_size=16"], shared_root)
     if cfg.method.get("memory"):
         key = "size" if cfg.method.memory.get("size") is not None else "per_class"
         cfg.method.memory[key] = 16 if key == "size" else 2
-    res = run(cfg, tmp_path)
+    res = run_config(cfg, tmp_path)
     assert res["completed_tasks"] == 2
     for name, figs in res["classifiers"].items():
         assert all(math.isfinite(v) for v in figs["accuracy_per_step"]), (name, figs)

@@ -22,22 +22,13 @@ import torch.nn.functional as F
 
 from audiocil.engine.sequencer import TaskSequencer
 from audiocil.methods.bic import BiC
-from audiocil.run import run, strategy_from_checkpoint
-from tests.conftest import TINY, compose_cfg, epochs
+from tests.conftest import TINY, epochs, run_tiny, strategy_after
 from tests.engine.test_resume import env, kill_when
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANCE = 100 / 8
 PROTOCOL = [*TINY, *epochs(8, 4, lr=0.05), "trainer.limit_val_batches=0", "method=bic",
             "method.memory.size=16"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +56,7 @@ def bic_run(shared_root, tmp_path_factory):
 
     TaskSequencer.run_stage, BiC.split = spy_stage, spy_split
     try:
-        res = run(compose_cfg(PROTOCOL, shared_root), out)
+        res = run_tiny(PROTOCOL, shared_root, out)
     finally:
         TaskSequencer.run_stage, BiC.split = run_stage, split
     return out, res, seen
@@ -112,7 +103,7 @@ def test_bic_learns_and_its_bias_loss_is_one_softmax(bic_run):
         figs = res["classifiers"][name]
         assert figs["accuracy_per_step"][0] > 2 * 25.0, (name, figs["accuracy_per_step"])
         assert figs["accuracy_per_step"][-1] > 2 * CHANCE, (name, figs["accuracy_per_step"])
-    s = strategy_from_checkpoint(run_dir / "checkpoints" / "task_1.pt").eval()
+    s = strategy_after(run_dir, 1).eval()
     assert s.teacher is None and s.network.bias.sizes == [4, 4]
     x, y = torch.randn(6, 32, 32), torch.tensor([0, 1, 2, 5, 6, 7])
     loss, _ = s.bias_loss(x, y)

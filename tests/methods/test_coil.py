@@ -8,11 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiocil.config import compose
 from audiocil.methods.coil import COIL
-from audiocil.run import run, strategy_from_checkpoint
 from audiocil.solvers.transport import transport_weights
-from tests.conftest import TINY
+from tests.conftest import TINY, run_tiny, strategy_after
 
 CHANCE = 100 / 8
 PROTOCOL = [*[o for o in TINY if not o.startswith("scenario.")], "scenario.init_cls=4",
@@ -26,7 +24,6 @@ PROTOCOL = [*[o for o in TINY if not o.startswith("scenario.")], "scenario.init_
 @pytest.fixture(scope="module")
 def coil_run(tmp_path_factory):
     """One run; the plans, rows and clips the transport used at each task's start."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("coil")
     seen: dict = {}
     before, retro = COIL.before_task, COIL.retrospective_transport
@@ -55,7 +52,7 @@ def coil_run(tmp_path_factory):
 
     COIL.before_task, COIL.retrospective_transport = spy_before, spy_retro
     try:
-        res = run(compose([*PROTOCOL, f"paths.root_dir={root}"]), root / "run")
+        res = run_tiny(PROTOCOL, root, root / "run")
     finally:
         COIL.before_task, COIL.retrospective_transport = before, retro
     return res, root / "run", seen
@@ -108,10 +105,10 @@ def test_class_means_read_the_exemplars_and_the_new_clips_only(coil_run):
 
 def test_checkpoint_rebuilds_the_strategy(coil_run):
     _, run_dir, _ = coil_run
-    s = strategy_from_checkpoint(run_dir / "checkpoints" / "task_2.pt")
+    s = strategy_after(run_dir, 2)
     assert isinstance(s, COIL) and s.teacher is None
     assert s.network.head.chunk_sizes == [4, 2, 2] and s.class_means.shape == (8, 64)
-    again = strategy_from_checkpoint(run_dir / "checkpoints" / "task_2.pt")
+    again = strategy_after(run_dir, 2)
     s.eval(), again.eval()
     x = torch.randn(3, 32, 32)
     a, b = s.eval_logits(x), again.eval_logits(x)

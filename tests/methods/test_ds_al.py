@@ -25,17 +25,12 @@ from tests.methods.test_acil import (
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shared_root):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = {(0.0, b): run_recorded("ds_al", shared_root, tmp_path_factory.mktemp(f"c0b{b}"),
-                                      "method.compensation_ratio=0.0", f"method.il_batch_size={b}")
-               for b in (4096, 7)}
-        out[(0.6, 7)] = run_recorded("ds_al", shared_root, tmp_path_factory.mktemp("c06"),
-                                     "method.il_batch_size=7")
-        return out
-    finally:
-        torch.set_num_threads(threads)
+    out = {(0.0, b): run_recorded("ds_al", shared_root, tmp_path_factory.mktemp(f"c0b{b}"),
+                                  "method.compensation_ratio=0.0", f"method.il_batch_size={b}")
+           for b in (4096, 7)}
+    out[(0.6, 7)] = run_recorded("ds_al", shared_root, tmp_path_factory.mktemp("c06"),
+                                 "method.il_batch_size=7")
+    return out
 
 
 def test_with_c_zero_the_classifier_is_the_joint_ridge_whatever_the_batching(runs):

@@ -13,52 +13,22 @@ import pytest
 import torch
 
 from audiocil.backbones.smallcnn import SmallCNN
-from audiocil.config import compose
 from audiocil.data.frontend import Frontend
 from audiocil.methods.base import FrozenCopy
 from audiocil.methods.der import DERNetwork, aux_targets, weight_align
 from audiocil.methods.icarl import class_mean, nme_logits
 from audiocil.methods.lwf import LwF
-from audiocil.run import RUN_DIR_ENV, run, strategy_from_checkpoint
+from tests.conftest import run_smoke, same_state, strategy_after
 
 CHANCE = 100 / 8
 EPOCHS = 8
+SCHEDULE = ["method.batch_size=32", f"method.first_task.epochs={EPOCHS}", f"method.later_tasks.epochs={EPOCHS}",
+            "method.first_task.scheduler.milestones=[100]", "method.later_tasks.scheduler.milestones=[100]",
+            "method.first_task.optimizer.lr=0.05", "method.later_tasks.optimizer.lr=0.05"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine run fastest (and steadiest) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="session")
-def shared_root(tmp_path_factory) -> Path:
-    """One data + feature-cache directory for every run of this file."""
-    return tmp_path_factory.mktemp("audiocil_root")
-
-
-def run_method(method: str, root: Path, run_dir: Path, monkeypatch, *extra: str) -> dict:
-    # run() records its directory in the environment for DDP workers; start clean
-    monkeypatch.setenv(RUN_DIR_ENV, "")
-    overrides = [
-        f"method={method}", "debug=smoke", "dataset=synth20", f"paths.root_dir={root}",
-        "scenario.init_cls=4", "scenario.increment=4", "dataset.loader.n_classes=8",
-        "dataset.frontend.n_mels=32", "dataset.frontend.hop_length=512",  # 32 x 32 log-mels
-        "backbone.width=8", "method.batch_size=32",
-        f"method.first_task.epochs={EPOCHS}", f"method.later_tasks.epochs={EPOCHS}",
-        "method.first_task.scheduler.milestones=[100]", "method.later_tasks.scheduler.milestones=[100]",
-        "method.first_task.optimizer.lr=0.05", "method.later_tasks.optimizer.lr=0.05",
-        "trainer.limit_train_batches=1.0", "trainer.max_steps=-1", "trainer.limit_val_batches=0",
-        *extra,
-    ]
-    return run(compose(overrides), run_dir)
-
-
-def strategy_after(run_dir: Path, task: int):
-    return strategy_from_checkpoint(run_dir / "checkpoints" / f"task_{task}.pt")
+def run_method(method: str, root: Path, run_dir: Path, *extra: str) -> dict:
+    return run_smoke(method, root, run_dir, *SCHEDULE, *extra)
 
 
 def logged(run_dir: Path, key: str) -> list[list[float]]:
@@ -87,12 +57,8 @@ def assert_learns(res: dict, name: str = "cnn", factor: float = 2.0) -> None:
     assert figs["accuracy_per_step"][-1] > factor * CHANCE, figs["accuracy_per_step"]
 
 
-def same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_ewc(shared_root, tmp_path, monkeypatch):
-    res = run_method("ewc", shared_root, tmp_path, monkeypatch)
+def test_ewc(shared_root, tmp_path):
+    res = run_method("ewc", shared_root, tmp_path)
     assert_learns(res)
     pen = logged(tmp_path, "train/ewc")
     assert len(pen) == 2
@@ -125,15 +91,14 @@ def test_lwf_icarl_teacher_is_frozen(method, shared_root, tmp_path, monkeypatch)
     monkeypatch.setattr(LwF, "before_task", spy_before)
     monkeypatch.setattr(LwF, "after_task", spy_after)
     if method == "icarl":
-        res = run_method(method, shared_root, tmp_path, monkeypatch, "method.memory.size=80")
+        res = run_method(method, shared_root, tmp_path, "method.memory.size=80")
         assert_learns(res)
     else:
         # PyCIL's LwF fits the new classes with cross-entropy over their own logits only, so
         # they come to outscore the old classes slowly: a longer second task, and a lower bar
-        res = run_method(method, shared_root, tmp_path, monkeypatch, "method.later_tasks.epochs=20")
+        res = run_method(method, shared_root, tmp_path, "method.later_tasks.epochs=20")
         assert_learns(res, factor=1.5)
-        ft = run_method("finetune", shared_root, tmp_path / "finetune", monkeypatch,
-                        "method.later_tasks.epochs=20")
+        ft = run_method("finetune", shared_root, tmp_path / "finetune", "method.later_tasks.epochs=20")
         # distillation kept more of the old classes than plain finetuning on the same protocol
         assert res["old_accuracy_per_step"][1] > ft["old_accuracy_per_step"][1] + 5
     # the teacher is the network at the end of task 1 (BatchNorm statistics included) and
@@ -158,8 +123,30 @@ def test_lwf_icarl_teacher_is_frozen(method, shared_root, tmp_path, monkeypatch)
         assert res["nme"] is None
 
 
-def test_der_grows_and_freezes(shared_root, tmp_path, monkeypatch):
-    res = run_method("der", shared_root, tmp_path, monkeypatch, "method.memory.size=80")
+# iCaRL on 4 + 2 + 2 classes, 3 epochs per task, 5 exemplars per class at the end, as the
+# code before batched herding (one class at a time, class means re-embedded) computed them
+ICARL_RECORDED = {
+    "cnn": [[87.5], [70.0, 100.0], [81.25, 82.5, 100.0]],
+    "nme": [[95.0], [95.0, 100.0], [85.0, 100.0, 97.5]],
+    "exemplars": {0: [94, 90, 86, 110, 95], 1: [124, 154, 146, 127, 133], 2: [31, 38, 22, 18, 4],
+                  3: [184, 167, 181, 171, 195], 4: [233, 215, 230, 238, 220],
+                  5: [270, 279, 256, 261, 275], 6: [295, 291, 290, 286, 284], 7: [56, 77, 53, 52, 59]},
+}
+
+
+def test_icarl_figures_are_those_of_one_class_at_a_time_herding(shared_root, tmp_path):
+    """Herding all of a task's classes at once on the device, and class means from the rows
+    herding embedded, changed no exemplar and no figure (issue 13, item 4)."""
+    res = run_method("icarl", shared_root, tmp_path, "scenario.increment=2",
+                     "method.memory.size=40", "method.first_task.epochs=3", "method.later_tasks.epochs=3")
+    assert res["accuracy_matrix"] == ICARL_RECORDED["cnn"]
+    assert res["nme"]["accuracy_matrix"] == ICARL_RECORDED["nme"]
+    exemplars = strategy_after(tmp_path, 2).memory.exemplars
+    assert {int(c): v.tolist() for c, v in exemplars.items()} == ICARL_RECORDED["exemplars"]
+
+
+def test_der_grows_and_freezes(shared_root, tmp_path):
+    res = run_method("der", shared_root, tmp_path, "method.memory.size=80")
     assert_learns(res)
     p0, p1 = res["params_per_task"]
     assert p1 > 1.8 * p0  # a second backbone (plus a wider head and the auxiliary head)

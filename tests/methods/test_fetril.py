@@ -18,18 +18,14 @@ from torch.utils.data import TensorDataset
 
 from audiocil.evaluate import evaluate
 from audiocil.methods.fetril import FeTrIL
-from audiocil.run import RUN_DIR_ENV, check_support, run, strategy_from_checkpoint
-from tests.conftest import TINY, compose_cfg, epochs
+from audiocil.run import check_support
+from tests.conftest import TINY, epochs, run_tiny, strategy_after
 from tests.engine.test_resume import env, kill_when
 from tests.methods.test_acil import backbone_state
 
 CLASSES = 12
 STREAM = [*TINY, f"dataset.loader.n_classes={CLASSES}", *epochs(6), "method.later_tasks.epochs=30",
           "trainer.limit_val_batches=0", "method.classifier=svm"]
-
-
-def after(run_dir: Path, task: int) -> FeTrIL:
-    return strategy_from_checkpoint(run_dir / "checkpoints" / f"task_{task}.pt")
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +42,9 @@ def stream(tmp_path_factory, shared_root):
                      "x": data.tensors[0], "y": data.tensors[1], "dm": dm})
         return data
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv(RUN_DIR_ENV, "")
-            mp.setattr(FeTrIL, "feature_set", spy)
-            res = run(compose_cfg(["method=fetril", *STREAM], shared_root), run_dir)
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FeTrIL, "feature_set", spy)
+        res = run_tiny(["method=fetril", *STREAM], shared_root, run_dir)
     return run_dir, res, sets
 
 
@@ -66,7 +56,7 @@ def test_each_pseudo_class_mean_is_the_stored_mean(stream):
     for s in sets[1:]:
         k, total, x, y = s["known"], s["total"], s["x"], s["y"]
         feats, labels = s["feats"]
-        stored = after(run_dir, s["task"] - 1).class_means
+        stored = strategy_after(run_dir, s["task"] - 1).class_means
         assert torch.equal(s["means"][:k], stored) and stored.shape[0] == k
         new_means = torch.stack([feats[labels == c].mean(0) for c in range(k, total)])
         pairs = (F.normalize(stored, dim=1) @ F.normalize(new_means, dim=1).T).argmax(1)
@@ -78,12 +68,12 @@ def test_each_pseudo_class_mean_is_the_stored_mean(stream):
             assert pseudo.shape == source.shape
             assert torch.allclose(pseudo - stored[c], source - new_means[pairs[c]], atol=1e-5)
         # the new classes' stored means are their real features' means
-        assert torch.allclose(after(run_dir, s["task"]).class_means[k:], new_means, atol=1e-6)
+        assert torch.allclose(strategy_after(run_dir, s["task"]).class_means[k:], new_means, atol=1e-6)
 
 
 def test_backbone_is_bit_identical_after_task_0_and_only_the_head_learns(stream):
     run_dir = stream[0]
-    s0, s1, s2 = (after(run_dir, t) for t in range(3))
+    s0, s1, s2 = (strategy_after(run_dir, t) for t in range(3))
     trained = backbone_state(s0)
     for s in (s1, s2):
         state = backbone_state(s)
@@ -154,9 +144,7 @@ def test_fewshot(shared_root, tmp_path):
                "scenario=fewshot", "scenario.base_classes=4", "scenario.ways=4",
                "scenario.shots=3", "scenario.sessions=2", "trainer.limit_val_batches=0",
                "method.classifier=svm"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(RUN_DIR_ENV, "")
-        res = run(compose_cfg(["method=fetril", *fewshot], shared_root), tmp_path)
+    res = run_tiny(["method=fetril", *fewshot], shared_root, tmp_path)
     for name in ("cnn", "svm"):
         fig = res["classifiers"][name]
         assert fig["accuracy_per_session"][0] > 50, name

@@ -20,8 +20,8 @@ from audiocil.evaluate import evaluate
 from audiocil.losses.foster import class_balanced_weights
 from audiocil.methods.base import FrozenCopy
 from audiocil.methods.foster import FOSTER, FosterNetwork
-from audiocil.run import RUN_DIR_ENV, check_support, run, strategy_from_checkpoint
-from tests.conftest import TINY, compose_cfg
+from audiocil.run import check_support
+from tests.conftest import TINY, compose_cfg, run_config, same_state, snapshot, strategy_after
 from tests.engine.test_resume import env, kill_when
 
 CHANCE = 100 / 8
@@ -34,22 +34,6 @@ SHORT = ["method=foster", "method.batch_size=32", "trainer.limit_val_batches=0",
 def epochs(first: int, boost: int, compress: int) -> list[str]:
     return [f"method.first_task.epochs={first}", f"method.later_tasks.epochs={boost}",
             f"method.compression.epochs={compress}"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def snapshot(module: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def run_spied(cfg, out: Path) -> tuple[dict, dict]:
@@ -70,10 +54,9 @@ def run_spied(cfg, out: Path) -> tuple[dict, dict]:
         compress(self)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(RUN_DIR_ENV, "")
         mp.setattr(FOSTER, "boosting_begin", spy_begin)
         mp.setattr(FOSTER, "compress", spy_compress)
-        res = run(cfg, out)
+        res = run_config(cfg, out)
     return res, seen
 
 
@@ -95,7 +78,7 @@ def test_both_classifiers_learn(standard):
 
 def test_the_old_extractor_is_unchanged_by_boosting(standard):
     out, _, seen = standard
-    phi0 = strategy_from_checkpoint(out / "checkpoints" / "task_0.pt").network.backbone.state_dict()
+    phi0 = strategy_after(out, 0).network.backbone.state_dict()
     assert any("running_mean" in k for k in phi0)  # BatchNorm statistics are compared too
     assert same_state(seen["start"], phi0)
     assert same_state(seen["end"], phi0)
@@ -103,7 +86,7 @@ def test_the_old_extractor_is_unchanged_by_boosting(standard):
 
 def test_the_student_has_one_extractor(standard):
     out, res, seen = standard
-    s = strategy_from_checkpoint(out / "checkpoints" / "task_1.pt")
+    s = strategy_after(out, 1)
     assert seen["boosted_backbones"] == 2
     assert sum(isinstance(m, SmallCNN) for m in s.network.modules()) == 1
     assert s.network.old_backbone is None and s.network.fe_head is None
@@ -117,7 +100,7 @@ def test_the_student_has_one_extractor(standard):
 
 def test_class_balanced_weights_use_the_real_counts(standard):
     out, _, seen = standard
-    s = strategy_from_checkpoint(out / "checkpoints" / "task_1.pt")
+    s = strategy_after(out, 1)
     counts = [20] * 4 + [40] * 4  # 20 exemplars per old class, 40 clips per new class
     (idx,) = seen["train_indices"]
     assert len(idx) == sum(counts)
@@ -141,7 +124,7 @@ def test_few_shot_sessions_train_on_their_shots(shared_root, tmp_path):
     res, seen = run_spied(cfg, tmp_path)
     first, second = seen["train_indices"]
     assert len(first) == 4 * 20 + 2 * 5 and len(second) == 4 * 20 + 4 * 5
-    s = strategy_from_checkpoint(tmp_path / "checkpoints" / "task_2.pt")
+    s = strategy_after(tmp_path, 2)
     counts = [20] * 4 + [5] * 4  # the session classes keep their 5 shots as exemplars
     assert torch.allclose(s.boost_weights.cpu(), class_balanced_weights(counts, 0.96))
     for name in ("cnn", "teacher", "nme"):

@@ -9,29 +9,18 @@ the raw gradient, bit for bit, when no constraint is violated.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from audiocil.methods.gem import GEM
-from audiocil.run import RUN_DIR_ENV, run, strategy_from_checkpoint
 from audiocil.solvers.gem import project_gradient
-from tests.conftest import TINY, compose_cfg, epochs
+from tests.conftest import TINY, compose_cfg, epochs, run_tiny, strategy_after
 
 CHANCE = 100 / 12
 SPANS = [[0, 6], [6, 9], [9, 12]]
 PROTOCOL = [*TINY, "dataset.loader.n_classes=12", "scenario.init_cls=6", "scenario.increment=3",
             *epochs(6, 6, lr=0.05), "trainer.limit_val_batches=0", "trainer.log_every_n_steps=1"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def flat_grad(params) -> torch.Tensor:
@@ -104,7 +93,7 @@ def gem_run(shared_root, tmp_path_factory):
 
     GEM.on_before_optimizer_step, GEM.load_memory = spy_hook, spy_load
     try:
-        res = run(compose_cfg([*PROTOCOL, "method=gem", "method.memory.size=48"], shared_root), out)
+        res = run_tiny([*PROTOCOL, "method=gem", "method.memory.size=48"], shared_root, out)
     finally:
         GEM.on_before_optimizer_step, GEM.load_memory = hook, load_memory
     return out, res, steps, untouched
@@ -136,33 +125,31 @@ def test_gem_keeps_the_real_task_ranges_and_learns(gem_run):
     assert res["completed_tasks"] == 3 and res["classifiers"].keys() == {"cnn"}
     assert res["accuracy_per_step"][0] > 3 * 100 / 6
     assert res["accuracy_per_step"][-1] > 2 * CHANCE, res["accuracy_per_step"]
-    s = strategy_from_checkpoint(Path(run_dir) / "checkpoints" / "task_2.pt")
+    s = strategy_after(run_dir, 2)
     assert s.spans == SPANS  # round trip of the extra state
     assert res["memory_samples"] == [48, 45, 48]
 
 
-def test_gem_forgets_less_than_finetune(gem_run, shared_root, tmp_path, monkeypatch):
+def test_gem_forgets_less_than_finetune(gem_run, shared_root, tmp_path):
     _, res, _, _ = gem_run
-    monkeypatch.setenv(RUN_DIR_ENV, "")
-    ft = run(compose_cfg([*PROTOCOL, "method=finetune"], shared_root), tmp_path)
+    ft = run_tiny([*PROTOCOL, "method=finetune"], shared_root, tmp_path)
     assert res["old_accuracy_per_step"][-1] > ft["old_accuracy_per_step"][-1] + 10, (
         res["old_accuracy_per_step"], ft["old_accuracy_per_step"])
     assert res["forgetting"] < ft["forgetting"]
     print("GEM old accuracy", res["old_accuracy_per_step"], "finetune", ft["old_accuracy_per_step"])
 
 
-def test_gem_runs_multilabel_with_binary_cross_entropy(shared_root, tmp_path, monkeypatch):
+def test_gem_runs_multilabel_with_binary_cross_entropy(shared_root, tmp_path):
     """The multi-label form: BCE over each phase's columns; it learns and beats finetuning."""
     from hydra.utils import instantiate
 
     from tests.multilabel.synthmix import SYNTHMIX
 
-    monkeypatch.setenv(RUN_DIR_ENV, "")
     ml = [*TINY, *SYNTHMIX, "scenario.increment=4", *epochs(5, 4, lr=0.05),
           "trainer.limit_val_batches=0"]
-    res = run(compose_cfg([*ml, "method=gem", "method.memory.size=48",
-                           "method.memory.selection=random"], shared_root), tmp_path / "gem")
-    ft = run(compose_cfg([*ml, "method=finetune"], shared_root), tmp_path / "ft")
+    res = run_tiny([*ml, "method=gem", "method.memory.size=48", "method.memory.selection=random"],
+                   shared_root, tmp_path / "gem")
+    ft = run_tiny([*ml, "method=finetune"], shared_root, tmp_path / "ft")
     p = instantiate(compose_cfg(ml, shared_root).dataset.loader).splits["test"].targets.mean(0)
     assert res["scenario"] == "multilabel" and res["completed_tasks"] == 2
     assert res["map_per_phase"][-1] > 100 * float(p.mean()) + 15, res["map_per_phase"]
@@ -177,12 +164,11 @@ FEWSHOT = ["dataset=synth20", "dataset.loader.n_classes=16", "dataset.frontend.n
            "trainer.limit_val_batches=0", "method.memory.size=32"]
 
 
-def test_gem_runs_few_shot_sessions(shared_root, tmp_path, monkeypatch):
+def test_gem_runs_few_shot_sessions(shared_root, tmp_path):
     """Each session's shots train under the constraints of the earlier sessions' exemplars."""
-    monkeypatch.setenv(RUN_DIR_ENV, "")
-    res = run(compose_cfg([*FEWSHOT, "method=gem"], shared_root), tmp_path)
+    res = run_tiny([*FEWSHOT, "method=gem"], shared_root, tmp_path)
     assert res["scenario"] == "fewshot" and len(res["accuracy_per_session"]) == 3
     assert res["accuracy_per_session"][0] > 3 * 100 / 8
     assert res["last_accuracy"] > 2 * 100 / 16, res["accuracy_per_session"]
-    s = strategy_from_checkpoint(tmp_path / "checkpoints" / "task_2.pt")
+    s = strategy_after(tmp_path, 2)
     assert s.spans == [[0, 8], [8, 12], [12, 16]]

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from audiocil.config import compose
 from audiocil.engine.sequencer import TaskSequencer
 from audiocil.methods.podnet import PODNet
-from audiocil.run import RUN_DIR_ENV, run, strategy_from_checkpoint
-from tests.conftest import TINY
+from audiocil.run import RUN_DIR_ENV
+from tests.conftest import TINY, run_tiny, snapshot, strategy_after
 from tests.data import fixtures as F
 from tests.engine.test_resume import env, kill_when
 
@@ -32,14 +31,9 @@ SHORT = ["method.first_task.epochs=8", "method.later_tasks.epochs=8", "method.fi
          "method.batch_size=32", "method.memory.size=80", "trainer.limit_val_batches=0"]
 
 
-def clone(module: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
 @pytest.fixture(scope="module")
 def podnet_run(tmp_path_factory):
     """One run, with what each stage of task 1 saw when it started and ended."""
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("podnet")
     seen: dict = {}
     original = TaskSequencer.run_stage
@@ -48,7 +42,7 @@ def podnet_run(tmp_path_factory):
         if task.index == 1:
             net = strategy.network
             seen[stage.name, "start"] = {"head": [w.detach().clone() for w in net.head.weights],
-                                         "scale": float(net.head.scale.detach()), "backbone": clone(net.backbone)}
+                                         "scale": float(net.head.scale.detach()), "backbone": snapshot(net.backbone)}
             if stage.name == "train":
                 was = strategy.training
                 strategy.eval()
@@ -64,12 +58,12 @@ def podnet_run(tmp_path_factory):
             if stage.name == "finetune":  # the clips it trained on (set up by its begin)
                 seen["finetune_set"] = dm.train_indices.copy()
             seen[stage.name, "end"] = {"head": [w.detach().clone() for w in net.head.weights],
-                                       "scale": float(net.head.scale.detach()), "backbone": clone(net.backbone)}
+                                       "scale": float(net.head.scale.detach()), "backbone": snapshot(net.backbone)}
         return trainer
 
     TaskSequencer.run_stage = run_stage
     try:
-        res = run(compose([*TINY, f"paths.root_dir={root}", "method=podnet", *SHORT]), root / "run")
+        res = run_tiny([*TINY, "method=podnet", *SHORT], root, root / "run")
     finally:
         TaskSequencer.run_stage = original
     return res, root / "run", seen
@@ -101,7 +95,7 @@ def test_old_proxies_do_not_move_in_the_first_stage(podnet_run):
 
 def test_balanced_finetuning_within_budget_trains_the_head_only(podnet_run):
     _, run_dir, seen = podnet_run
-    s1 = strategy_from_checkpoint(run_dir / "checkpoints" / "task_1.pt")
+    s1 = strategy_after(run_dir, 1)
     ft = np.asarray(seen["finetune_set"])
     assert len(ft) == 80 == len(s1.memory)  # the memory at its final quota: 80 // 8 = 10 a class
     assert sorted(ft.tolist()) == sorted(s1.memory.indices().tolist())
@@ -114,11 +108,11 @@ def test_balanced_finetuning_within_budget_trains_the_head_only(podnet_run):
 
 def test_checkpoint_rebuilds_the_strategy(podnet_run):
     _, run_dir, _ = podnet_run
-    s = strategy_from_checkpoint(run_dir / "checkpoints" / "task_1.pt")
+    s = strategy_after(run_dir, 1)
     assert isinstance(s, PODNet) and s.teacher is None  # the teacher lives only within a task
     assert s.network.head.num_classes == 8 and s.network.head.chunk_sizes == [4, 4]
     assert s.class_means.shape == (8, 64)
-    again = strategy_from_checkpoint(run_dir / "checkpoints" / "task_1.pt")
+    again = strategy_after(run_dir, 1)
     s.eval(), again.eval()
     x = torch.randn(3, 32, 32)
     a, b = s.eval_logits(x), again.eval_logits(x)

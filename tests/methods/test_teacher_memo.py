@@ -7,18 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from audiocil.config import compose
 from audiocil.methods.base import FrozenCopy
 from audiocil.methods.memo import OutputMemo
-from audiocil.run import RUN_DIR_ENV, run
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.conftest import run_smoke
 
 
 class Maps(nn.Module):
@@ -61,17 +52,6 @@ def test_the_memo_serves_each_clips_output_and_keeps_to_its_budget():
     assert small.nbytes == 24  # the second batch did not fit and was not kept
 
 
-def run_method(method: str, root, run_dir, monkeypatch, *extra: str) -> dict:
-    monkeypatch.setenv(RUN_DIR_ENV, "")
-    overrides = [
-        f"method={method}", "debug=smoke", "dataset=synth20", f"paths.root_dir={root}",
-        "scenario.init_cls=4", "scenario.increment=4", "dataset.loader.n_classes=8",
-        "dataset.frontend.n_mels=32", "dataset.frontend.hop_length=512", "backbone.width=8",
-        "method.batch_size=16", "trainer.limit_train_batches=1.0", "trainer.max_steps=-1",
-        "trainer.limit_val_batches=0", *extra]
-    return run(compose(overrides), run_dir)
-
-
 @pytest.mark.parametrize("method, extra", [
     ("lwf", ["method.later_tasks.epochs=3"]),
     ("podnet", ["method.later_tasks.epochs=3", "method.finetune.epochs=1", "method.proxies=2"]),
@@ -89,11 +69,11 @@ def test_cached_teacher_outputs_give_the_figures_of_recomputing_them(
 
     monkeypatch.setattr(OutputMemo, "__call__", spy)
     root = tmp_path / "root"
-    cached = run_method(method, root, tmp_path / "cached", monkeypatch, *extra)
+    cached = run_smoke(method, root, tmp_path / "cached", "method.batch_size=16", *extra)
     assert served and max(served) > 0, "the teacher's outputs were never read back"
     served.clear()
-    again = run_method(method, root, tmp_path / "recomputed", monkeypatch, *extra,
-                       "data.teacher_outputs=recompute")
+    again = run_smoke(method, root, tmp_path / "recomputed", "method.batch_size=16", *extra,
+                      "data.teacher_outputs=recompute")
     assert not served
     for key in ("accuracy_matrix", "classifiers"):
         assert cached[key] == again[key], key

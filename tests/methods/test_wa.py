@@ -12,20 +12,11 @@ import pytest
 import torch
 
 from audiocil.methods.wa import WA
-from audiocil.run import RUN_DIR_ENV, run, strategy_from_checkpoint
-from tests.conftest import TINY, compose_cfg, epochs
+from tests.conftest import TINY, epochs, run_tiny, strategy_after
 
 CHANCE = 100 / 8
 PROTOCOL = [*TINY, *epochs(8, 4, lr=0.05), "trainer.limit_val_batches=0", "method=wa",
             "method.memory.size=8"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +37,7 @@ def wa_run(shared_root, tmp_path_factory):
 
     WA.after_task = spy
     try:
-        res = run(compose_cfg(PROTOCOL, shared_root), out)
+        res = run_tiny(PROTOCOL, shared_root, out)
     finally:
         WA.after_task = after_task
     return out, res, seen
@@ -80,17 +71,16 @@ def test_wa_learns_with_both_classifiers(wa_run):
         figs = res["classifiers"][name]
         assert figs["accuracy_per_step"][0] > 2 * 25.0, (name, figs["accuracy_per_step"])
         assert figs["accuracy_per_step"][-1] > 2 * CHANCE, (name, figs["accuracy_per_step"])
-    s = strategy_from_checkpoint(run_dir / "checkpoints" / "task_1.pt")
+    s = strategy_after(run_dir, 1)
     assert s.teacher is None and s.class_means.shape == (8, s.network.backbone.out_dim)
     assert len(s.gammas) == 1 and s.gammas[0] < 1.0  # round trip of the extra state
     assert torch.equal(s.network.head.weight, seen[1]["after"][0])  # the aligned head is the one saved
 
 
-def test_weight_clipping_keeps_the_head_non_negative(shared_root, tmp_path, monkeypatch):
-    monkeypatch.setenv(RUN_DIR_ENV, "")
-    res = run(compose_cfg([*PROTOCOL, "method.clip_weights=true", "method.first_task.epochs=3"], shared_root), tmp_path)
+def test_weight_clipping_keeps_the_head_non_negative(shared_root, tmp_path):
+    res = run_tiny([*PROTOCOL, "method.clip_weights=true", "method.first_task.epochs=3"], shared_root, tmp_path)
     assert res["completed_tasks"] == 2
-    s = strategy_from_checkpoint(tmp_path / "checkpoints" / "task_1.pt")
+    s = strategy_after(tmp_path, 1)
     w = s.network.head.weight.detach()
     assert float(w.min()) >= 0.0 and float(w.max()) > 0.0
 
@@ -103,15 +93,14 @@ FEWSHOT = ["dataset=synth20", "dataset.loader.n_classes=16", "dataset.frontend.n
            "trainer.limit_val_batches=0", "method.memory.size=32"]
 
 
-def test_wa_runs_few_shot_sessions(shared_root, tmp_path, monkeypatch):
+def test_wa_runs_few_shot_sessions(shared_root, tmp_path):
     """Aligning equalises mean norms in whichever direction: after a session of 3 shots the
     new rows may be the shorter ones."""
-    monkeypatch.setenv(RUN_DIR_ENV, "")
-    res = run(compose_cfg([*FEWSHOT, "method=wa"], shared_root), tmp_path)
+    res = run_tiny([*FEWSHOT, "method=wa"], shared_root, tmp_path)
     assert res["scenario"] == "fewshot" and len(res["accuracy_per_session"]) == 3
     assert res["accuracy_per_session"][0] > 3 * 100 / 8
     assert res["last_accuracy"] > 2 * 100 / 16, res["accuracy_per_session"]
-    s = strategy_from_checkpoint(tmp_path / "checkpoints" / "task_2.pt")
+    s = strategy_after(tmp_path, 2)
     w = s.network.head.weight.detach().norm(dim=1)
     assert w[12:].mean() == pytest.approx(float(w[:12].mean()), rel=1e-5)
     assert len(s.gammas) == 2

@@ -10,6 +10,9 @@ A strategy is a LightningModule with a growing network and hooks that the task s
   clips plus exemplars) with :meth:`training_loss`;
 * :meth:`after_task` does the end-of-task work (exemplars, class means, ...).
 
+A method that distils from the network the previous task left derives from
+:class:`DistillingStrategy`, which makes and drops that frozen teacher around each task.
+
 Evaluation asks :meth:`eval_logits` for the logits of every classifier the method reports
 (``cnn``, ``nme``, ...: any names).
 
@@ -38,7 +41,7 @@ from torch import nn
 from audiocil.core import Objective, Stage, Task
 from audiocil.data.embeddings import fingerprint
 from audiocil.data.frontend import Frontend
-from audiocil.data.memory import ExemplarMemory
+from audiocil.data.memory import ExemplarMemory, FeatureBank
 from audiocil.heads import IncrementalLinear
 from audiocil.methods.memo import OutputMemo
 from audiocil.metrics.task_accuracy import TaskAccuracy
@@ -142,6 +145,10 @@ class Strategy(L.LightningModule):
     #: clip once per encoder state (:mod:`audiocil.data.embeddings`), so a frozen encoder
     #: costs one embedding per clip for the whole run, trials and sessions included.
     evaluates_embeddings: ClassVar[bool] = False
+    #: True when the method keeps ``class_means`` (C, D): the unit-norm mean of each class's
+    #: exemplars, for a nearest-mean-of-exemplars classifier (iCaRL's). :meth:`after_task`
+    #: then sets them (:meth:`set_exemplar_means`) from the embeddings herding used.
+    keeps_exemplar_means: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, first_task: Mapping,
                  later_tasks: Mapping, batch_size: int = 64, memory: Mapping | None = None,
@@ -171,6 +178,11 @@ class Strategy(L.LightningModule):
     def total(self) -> int:
         """Classes known once the current task is learnt."""
         return self.task.total if self.task else 0
+
+    @property
+    def embedding_dim(self) -> int:
+        """D, the width of ``self.network.embed``'s output."""
+        return int(self.network.backbone.out_dim)
 
     @property
     def multilabel(self) -> bool:
@@ -256,10 +268,23 @@ class Strategy(L.LightningModule):
         return self.objective.loss(logits, y), {}
 
     def after_task(self, task: Task, dm) -> None:
-        """Update the exemplar memory, if the method keeps one."""
-        if self.memory is not None:
-            self.objective.update_memory(self.memory, task, dm,
-                                         lambda idx: self.embed_indices(dm, idx))
+        """Update the exemplar memory, if the method keeps one, and then, with
+        :attr:`keeps_exemplar_means`, the class means: one :meth:`feature_bank` for both,
+        so every clip is embedded once, on this device."""
+        if self.memory is None:
+            return
+        bank = self.feature_bank(dm)
+        self.objective.update_memory(self.memory, task, dm, bank)
+        if self.keeps_exemplar_means:
+            self.set_exemplar_means(task.total, bank)
+
+    def set_exemplar_means(self, n_classes: int, bank: FeatureBank) -> None:
+        """``class_means`` (n_classes, D): the unit-norm mean of the unit-norm embeddings of
+        each class's exemplars (a zero row for a class without any), from ``bank``'s rows;
+        the exemplars it does not hold yet are embedded in one pass."""
+        assert self.memory is not None
+        means = bank.class_means(self.memory.exemplars, n_classes, self.embedding_dim)
+        self.class_means = means.to(self.device)
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits of each classifier the method reports, over the seen classes."""
@@ -326,28 +351,37 @@ class Strategy(L.LightningModule):
 
     @torch.no_grad()
     def embed_indices(self, dm, indices: np.ndarray, split: str = "train",
-                      net: nn.Module | None = None) -> torch.Tensor:
-        """(N, D) embeddings of clips (default: training clips), computed in eval mode on this
-        device, on the CPU. Every module's mode is restored afterwards (so a module a stage
-        keeps in eval mode stays so). With :attr:`evaluates_embeddings` the network's are
-        served from the datamodule's :class:`~audiocil.data.embeddings.EmbeddingCache`."""
+                      net: nn.Module | None = None, on_device: bool = False) -> torch.Tensor:
+        """(N, D) float32 embeddings of clips (default: training clips), computed in eval mode
+        on this device in batches of 256, returned on the CPU (``on_device``: on this
+        device). Every module's mode is restored afterwards (so a module a stage keeps in
+        eval mode stays so). With :attr:`evaluates_embeddings` the network's are served from
+        the datamodule's :class:`~audiocil.data.embeddings.EmbeddingCache`."""
         net = net or self.network
         data = dm.data[split]
 
-        def embed(idx: np.ndarray) -> torch.Tensor:
+        def embed(idx: np.ndarray, keep: bool = False) -> torch.Tensor:
             modes = [(m, m.training) for m in net.modules()]
             net.eval()
-            out = [net.embed(data[idx[a:a + 256]].to(self.device)).float().cpu()
+            out = [net.embed(data[idx[a:a + 256]].to(self.device)).float()
                    for a in range(0, len(idx), 256)]
             for m, mode in modes:
                 m.training = mode
-            return torch.cat(out) if out else torch.zeros(0, 0)
+            if not out:
+                return torch.zeros(0, 0, device=self.device if keep else "cpu")
+            return torch.cat(out) if keep else torch.cat([o.cpu() for o in out])
 
         cache = getattr(dm, "embeddings", None)
         if not self.evaluates_embeddings or net is not self.network or cache is None:
-            return embed(np.asarray(indices))
+            return embed(np.asarray(indices), keep=on_device)
         key = fingerprint(self.network, skip=("head.",))
-        return cache.get(key, split, np.asarray(indices), len(data), embed)
+        rows = cache.get(key, split, np.asarray(indices), len(data), embed)
+        return rows.to(self.device) if on_device else rows
+
+    def feature_bank(self, dm) -> FeatureBank:
+        """A :class:`~audiocil.data.memory.FeatureBank` of training-clip embeddings by the
+        network as it is now, kept on this device (valid while the network is unchanged)."""
+        return FeatureBank(lambda idx: self.embed_indices(dm, idx, on_device=True))
 
     def test_pass(self, trainer, dm, split: str, positions=None) -> None:
         """Update the metrics of :meth:`setup_eval` with the clips of classes ``positions``
@@ -422,3 +456,47 @@ class Strategy(L.LightningModule):
             return None
         steps = self.trainer.estimated_stepping_batches // max(int(stage.optim["epochs"]), 1)
         return build(stage.optim, self._groups, steps)
+
+
+class DistillingStrategy(Strategy):
+    """A strategy that learns each task after the first against a frozen teacher: a copy of
+    what it had learnt when the task started (:class:`FrozenCopy`), made in
+    :meth:`before_task` before the head grows and dropped in :meth:`after_task`, so a
+    teacher is neither in the task checkpoints nor counted in ``params_per_task``.
+
+    :meth:`make_teacher` and :meth:`drop_teacher` are structural: a checkpoint taken inside a
+    task replays them by name. What the teacher freezes is :meth:`teacher_module`'s choice
+    (default: backbone + head), and whether a task has one is :meth:`needs_teacher`'s.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher: FrozenCopy | None = None
+
+    def teacher_module(self) -> nn.Module:
+        """What the teacher is a frozen copy of: backbone + head (called before the head
+        grows, so its outputs are the old classes' logits)."""
+        return nn.Sequential(self.network.backbone, self.network.head)
+
+    def needs_teacher(self, task: Task) -> bool:
+        """Whether ``task`` is learnt against a teacher: every task after the first."""
+        return task.index > 0
+
+    @structural
+    def make_teacher(self) -> None:
+        """Freeze a copy of what was learnt so far (:meth:`teacher_module`)."""
+        self.teacher = FrozenCopy(self.teacher_module())
+
+    @structural
+    def drop_teacher(self) -> None:
+        self.teacher = None
+
+    def before_task(self, task: Task, dm) -> None:
+        if self.needs_teacher(task):
+            self.make_teacher()
+        super().before_task(task, dm)
+
+    def after_task(self, task: Task, dm) -> None:
+        if self.teacher is not None:
+            self.drop_teacher()  # the next task freezes a fresh one
+        super().after_task(task, dm)

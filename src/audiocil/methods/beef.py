@@ -54,7 +54,6 @@ from audiocil.data.frontend import Frontend
 from audiocil.heads.functional import nme_logits
 from audiocil.losses.beef import energy_ce, expansion_ce, sample_negatives, task_pseudo_targets
 from audiocil.methods.base import FrozenCopy, Strategy, structural
-from audiocil.methods.foster import exemplar_means
 from audiocil.schema import NONNEG, POS, Int
 
 
@@ -173,6 +172,7 @@ class BEEF(Strategy):
     config_ranges = {"logits_alignment": POS, "energy_weight": NONNEG, "energy_steps": Int(0),
                      "energy_lr": NONNEG, "energy_noise": NONNEG, "fusion_per_class": Int(1)}
     needs_memory = True
+    keeps_exemplar_means = True  # of the concatenated features
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, *args, logits_alignment: float,
                  energy_weight: float, energy_steps: int, energy_lr: float, energy_noise: float,
@@ -266,11 +266,13 @@ class BEEF(Strategy):
         return self.objective.loss(self.network(x)[0], y), {}
 
     # ---- end of task and evaluation ---------------------------------------------------------
+    @property
+    def embedding_dim(self) -> int:
+        return self.network.out_dim * len(self.network.backbones)
+
     def after_task(self, task: Task, dm) -> None:
         self.fuse()
-        super().after_task(task, dm)  # herding on the concatenated features
-        dim = self.network.out_dim * len(self.network.backbones)
-        self.class_means = exemplar_means(self, dm, task.total, dim)
+        super().after_task(task, dm)  # herding and class means on the concatenated features
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)

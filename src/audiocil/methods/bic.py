@@ -55,9 +55,9 @@ from torch import nn
 
 from audiocil.core import Stage, Task
 from audiocil.heads import BiasCorrection
-from audiocil.heads.functional import class_mean, nme_logits
+from audiocil.heads.functional import nme_logits
 from audiocil.losses.distillation import weighted_kd_ce
-from audiocil.methods.base import FrozenCopy, Network, Strategy, structural
+from audiocil.methods.base import DistillingStrategy, Network, structural
 from audiocil.schema import POS, Num
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class BiCNetwork(Network):
         return self.bias(self.head(feats)), feats
 
 
-class BiC(Strategy):
+class BiC(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         T: distillation temperature (PyCIL: 2).
         val_ratio: validation clips per class = max(1, int(val_ratio * old-class quota))
@@ -88,6 +88,7 @@ class BiC(Strategy):
     scenarios = ("standard",)
     config_ranges = {"T": POS, "val_ratio": Num(gt=0, lt=1)}
     needs_memory = True
+    keeps_exemplar_means = True
 
     def __init__(self, backbone: nn.Module, frontend, *args, T: float, val_ratio: float,
                  bias_stage: Mapping, **kwargs) -> None:
@@ -98,7 +99,6 @@ class BiC(Strategy):
             raise ValueError(f"method.val_ratio must be in (0, 1), got {val_ratio}")
         self.network = BiCNetwork(frontend, backbone)
         self.T, self.val_ratio, self.bias_stage = float(T), float(val_ratio), dict(bias_stage)
-        self.teacher: FrozenCopy | None = None  # backbone + head + bias of the previous task
         self.register_buffer("class_means", torch.zeros(0, self.network.backbone.out_dim))
         self._split: tuple[int, np.ndarray, np.ndarray] | None = None
 
@@ -108,19 +108,10 @@ class BiC(Strategy):
         self.network.head.grow(n_new)
         self.network.bias.grow(n_new)
 
-    @structural
-    def make_teacher(self) -> None:
+    def teacher_module(self) -> nn.Module:
+        """The teacher holds the bias layer too: the previous network's corrected logits."""
         net = self.network
-        self.teacher = FrozenCopy(nn.Sequential(net.backbone, net.head, net.bias))
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
-
-    def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:
-            self.make_teacher()
-        super().before_task(task, dm)
+        return nn.Sequential(net.backbone, net.head, net.bias)
 
     # ---- the clips ---------------------------------------------------------------------------
     def split(self, task: Task, dm) -> tuple[np.ndarray, np.ndarray]:
@@ -184,17 +175,8 @@ class BiC(Strategy):
 
     # ---- after the task, evaluation ----------------------------------------------------------
     def after_task(self, task: Task, dm) -> None:
-        if self.teacher is not None:
-            self.drop_teacher()
         self._split = None
-        super().after_task(task, dm)  # herding among all the new classes' clips
-        assert self.memory is not None
-        means = torch.zeros(task.total, self.class_means.shape[1])
-        for c in range(task.total):
-            idx = self.memory.exemplars.get(c, EMPTY)
-            if len(idx):  # no exemplars: a zero mean, at distance 1 from every clip
-                means[c] = class_mean(self.embed_indices(dm, idx))
-        self.class_means = means.to(self.device)
+        super().after_task(task, dm)  # drops the teacher; exemplars (among all the new clips), means
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.network.embed(x)

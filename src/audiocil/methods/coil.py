@@ -53,19 +53,17 @@ it for standard tasks only.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from audiocil.core import Task
 from audiocil.heads import CosineHead
 from audiocil.heads.functional import cosine_logits, nme_logits
 from audiocil.losses.distillation import kd_loss, weighted_kd_ce
-from audiocil.methods.base import FrozenCopy, Strategy, structural
-from audiocil.methods.podnet import class_means_of
+from audiocil.methods.base import DistillingStrategy
 from audiocil.schema import NONNEG, POS, Int
 from audiocil.solvers.transport import sinkhorn_plan, transport_weights
 
 
-class COIL(Strategy):
+class COIL(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         T: distillation temperature (2).
         scale_init: the head's learnt scale sigma at creation (1).
@@ -80,6 +78,7 @@ class COIL(Strategy):
     config_ranges = {"T": POS, "scale_init": POS, "sinkhorn_reg": POS, "norm_term": POS,
                      "pt_weight": NONNEG, "reg_term": NONNEG, "retro_every": Int(1)}
     needs_memory = True
+    keeps_exemplar_means = True
 
     def __init__(self, *args, T: float, scale_init: float, sinkhorn_reg: float,
                  norm_term: float, pt_weight: float, reg_term: float, retro_every: int,
@@ -91,7 +90,6 @@ class COIL(Strategy):
         self.network.head = CosineHead(dim, proxies=1, scale_init=scale_init, learn_scale=True)
         self.T, self.sinkhorn_reg, self.norm_term = float(T), float(sinkhorn_reg), float(norm_term)
         self.pt_weight, self.reg_term, self.retro_every = float(pt_weight), float(reg_term), int(retro_every)
-        self.teacher: FrozenCopy | None = None  # backbone + head as the previous task left them
         self.register_buffer("class_means", torch.zeros(0, dim))
         # recomputed from the state when a task starts / at the first batch of every epoch
         self.prospective_plan: torch.Tensor | None = None  # (known, new)
@@ -99,26 +97,16 @@ class COIL(Strategy):
         self.retro_plan: torch.Tensor | None = None  # (new, known)
         self.retro_rows: torch.Tensor | None = None  # (known, D)
 
-    # ---- structure -------------------------------------------------------------------------
-    @structural
-    def make_teacher(self) -> None:
-        """Freeze a copy of what was learnt so far (before the head grows)."""
-        self.teacher = FrozenCopy(nn.Sequential(self.network.backbone, self.network.head))
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
-
     # ---- transport ---------------------------------------------------------------------------
     def transport_means(self, dm) -> tuple[torch.Tensor, torch.Tensor]:
         """(known, D) old-class means from the exemplars, (new, D) new-class means from the
         task's own clips, embedded by the current network."""
         assert self.memory is not None and self.task is not None
-        k = self.task.known
-        old = {c: v for c, v in self.memory.exemplars.items() if c < k}
-        new = dm.by_class(range(k, self.task.total), within=dm.own_indices)
-        return (class_means_of(self, dm, old, k),
-                class_means_of(self, dm, {c - k: v for c, v in new.items()}, self.task.new))
+        k, total = self.task.known, self.task.total
+        groups = {c: v for c, v in self.memory.exemplars.items() if c < k}
+        groups.update(dm.by_class(range(k, total), within=dm.own_indices))
+        means = self.feature_bank(dm).class_means(groups, total, self.embedding_dim)  # one pass
+        return means[:k], means[k:]
 
     def plan(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return sinkhorn_plan(source, target, reg=self.sinkhorn_reg, p=self.norm_term)
@@ -142,9 +130,7 @@ class COIL(Strategy):
 
     # ---- hooks -------------------------------------------------------------------------------
     def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:
-            self.make_teacher()
-        super().before_task(task, dm)  # grows the head
+        super().before_task(task, dm)  # freezes the teacher (tasks > 0), grows the head
         self.retro_rows = self.retro_plan = None
         if task.index > 0:
             self.prospective_transport(dm)
@@ -174,13 +160,6 @@ class COIL(Strategy):
         rt = kd_loss(cosine_logits(h, self.retro_rows.to(h)), old_logits, T)
         weight = self.reg_term * (epoch / max(self.stage.epochs, 1)) ** 2
         return base + weight * rt, {"base": base.detach(), "rt": rt.detach()}
-
-    def after_task(self, task: Task, dm) -> None:
-        if self.teacher is not None:
-            self.drop_teacher()
-        super().after_task(task, dm)  # herding exemplars with the network just trained
-        assert self.memory is not None
-        self.class_means = class_means_of(self, dm, self.memory.exemplars, task.total).to(self.device)
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)

@@ -54,21 +54,10 @@ from torch import nn
 from audiocil.core import Stage, Task
 from audiocil.data.frontend import Frontend
 from audiocil.heads import IncrementalLinear
-from audiocil.heads.functional import class_mean, nme_logits
+from audiocil.heads.functional import nme_logits
 from audiocil.losses.foster import bkd_loss, class_balanced_weights, logit_adjusted_ce
 from audiocil.methods.base import FrozenCopy, Strategy, structural
 from audiocil.schema import NONNEG, POS, Bool, Num
-
-
-def exemplar_means(strategy: Strategy, dm, total: int, dim: int) -> torch.Tensor:
-    """(total, dim) iCaRL class means of every class's exemplars with the current network
-    (a zero row for a class without exemplars)."""
-    means = torch.zeros(total, dim)
-    for c in range(total):
-        idx = strategy.memory.exemplars.get(c, np.zeros(0, dtype=np.int64))
-        if len(idx):
-            means[c] = class_mean(strategy.embed_indices(dm, idx))
-    return means.to(strategy.device)
 
 
 def stage_class_counts(dm, indices: np.ndarray, total: int) -> list[int]:
@@ -145,6 +134,7 @@ class FOSTER(Strategy):
     config_ranges = {"beta1": Num(0, lt=1), "beta2": Num(0, lt=1), "lambda_okd": NONNEG, "T": POS,
                      "report_teacher": Bool()}
     needs_memory = True
+    keeps_exemplar_means = True  # of the student's features
 
     def __init__(self, backbone: nn.Module, frontend: Frontend, *args, beta1: float,
                  beta2: float, lambda_okd: float, T: float, compression: Mapping,
@@ -229,8 +219,7 @@ class FOSTER(Strategy):
     def after_task(self, task: Task, dm) -> None:
         if self.teacher is not None and not self.report_teacher:
             self.drop_teacher()
-        super().after_task(task, dm)  # herding on the student's features
-        self.class_means = exemplar_means(self, dm, task.total, self.network.out_dim)
+        super().after_task(task, dm)  # herding and class means on the student's features
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)

@@ -17,11 +17,9 @@ code uses none either). PyCIL's schedule: SGD lr 0.1, 200 epochs (60/120/170, we
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from audiocil.core import Task
-from audiocil.heads.functional import class_mean, nme_logits
+from audiocil.heads.functional import class_mean, nme_logits  # noqa: F401 (class_mean: its old home)
 from audiocil.methods.lwf import LwF
 
 
@@ -30,22 +28,13 @@ class ICaRL(LwF):
 
     #: not LwF's multi-label support: herding and class means need single-label clips
     scenarios = ("standard", "fewshot")
+    keeps_exemplar_means = True  # after each task, from the network just trained
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.memory is None:
             raise ValueError("method=icarl needs a memory: set method.memory.size or method.memory.per_class")
         self.register_buffer("class_means", torch.zeros(0, self.network.backbone.out_dim))
-
-    def after_task(self, task: Task, dm) -> None:
-        super().after_task(task, dm)  # herding exemplars with the network just trained
-        assert self.memory is not None
-        means = torch.zeros(task.total, self.class_means.shape[1])
-        for c in range(task.total):
-            idx = self.memory.exemplars.get(c, np.zeros(0, dtype=np.int64))
-            if len(idx):  # no exemplars: a zero mean, at distance 1 from every clip
-                means[c] = class_mean(self.embed_indices(dm, idx))
-        self.class_means = means.to(self.device)
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)

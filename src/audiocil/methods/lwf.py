@@ -28,13 +28,11 @@ the BCE of the student's old-class sigmoids towards the teacher's at temperature
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from audiocil.core import Task
-from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.methods.base import DistillingStrategy
 
 
-class LwF(Strategy):
+class LwF(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         T: distillation temperature (PyCIL: 2).
         lamda: weight of the distillation term (PyCIL: 3 for LwF, 1 for iCaRL).
@@ -53,26 +51,6 @@ class LwF(Strategy):
                              "(exemplars of old classes would get negative targets)")
         self.T, self.lamda = float(T), float(lamda)
         self.new_classes_only_ce, self.kd_scale_t2 = new_classes_only_ce, kd_scale_t2
-        self.teacher: FrozenCopy | None = None  # backbone + head of the previous task
-
-    @structural
-    def make_teacher(self) -> None:
-        """Freeze a copy of what was learnt so far (before the head grows)."""
-        self.teacher = FrozenCopy(nn.Sequential(self.network.backbone, self.network.head))
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
-
-    def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:
-            self.make_teacher()
-        super().before_task(task, dm)
-
-    def after_task(self, task: Task, dm) -> None:
-        if self.teacher is not None:
-            self.drop_teacher()  # the next task freezes a fresh one
-        super().after_task(task, dm)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         net, obj = self.network, self.objective

@@ -52,7 +52,7 @@ from audiocil.losses.multilabel import (
     output_distillation,
     positive_weight,
 )
-from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.methods.base import DistillingStrategy
 
 
 class _Learner(nn.Module):
@@ -67,7 +67,7 @@ class _Learner(nn.Module):
         return self.head(feats), feats
 
 
-class MultilabelCIL(Strategy):
+class MultilabelCIL(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         loss_classes: ``new`` (IndL: BCE on the phase's classes only) or ``seen`` (BCE over
             every seen class, as fine-tuning).
@@ -124,29 +124,25 @@ class MultilabelCIL(Strategy):
         self.pos_weight_cfg = pos_weight
         self.pos_weight: float | None = None
         self.sampler = sampler
-        self.teacher: FrozenCopy | None = None
         self.frozen_rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ---- phase set-up ----------------------------------------------------------------------
+    def needs_teacher(self, task: Task) -> bool:
+        """Phases after the first, when a distillation term is on."""
+        return task.index > 0 and (self.lambda_kd > 0 or self.lambda_fd > 0)
+
+    def teacher_module(self) -> nn.Module:
+        """The previous learner: its logits and its embedding."""
+        return _Learner(self.network.backbone, self.network.head)
+
     def before_task(self, task: Task, dm) -> None:
-        distil = self.lambda_kd > 0 or self.lambda_fd > 0
-        if task.index > 0 and distil:  # freeze the previous learner before the head grows
-            self.make_teacher()
-        super().before_task(task, dm)
+        super().before_task(task, dm)  # freezes the previous learner, then grows the head
         if self.reinit and task.index > 0:
             self.reinitialise(task.total)
         if self.freeze_extractor and task.index > 0:
             head = self.network.head
             self.frozen_rows = (head.weight.data[:task.known].clone(),
                                 head.bias.data[:task.known].clone())
-
-    @structural
-    def make_teacher(self) -> None:
-        self.teacher = FrozenCopy(_Learner(self.network.backbone, self.network.head))
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
 
     def stages(self, task: Task, dm) -> list[Stage]:
         """One stage; ``fe`` trains only the head after phase 0 (the frozen backbone stays in
@@ -176,10 +172,8 @@ class MultilabelCIL(Strategy):
         return positive_weight(y[:, lo:task.total])
 
     def after_task(self, task: Task, dm) -> None:
-        if self.teacher is not None:
-            self.drop_teacher()  # the next phase freezes a fresh one
         self.frozen_rows = None
-        super().after_task(task, dm)
+        super().after_task(task, dm)  # drops the teacher
 
     # ---- training ---------------------------------------------------------------------------
     def weight(self, term: str) -> float:

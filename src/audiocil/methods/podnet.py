@@ -56,30 +56,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
+from torch import nn
 
 from audiocil.core import Stage, Task
 from audiocil.heads import CosineHead
-from audiocil.heads.functional import class_mean, nme_logits
+from audiocil.heads.functional import nme_logits
 from audiocil.losses.pod import adaptive_factor, nca_loss, pod_flat, pod_spatial
-from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.methods.base import DistillingStrategy
 from audiocil.schema import NONNEG, POS, Bool, Choice, Int
 
 
-def class_means_of(strategy: Strategy, dm, groups: Mapping[int, np.ndarray], n: int) -> torch.Tensor:
-    """(n, D) unit-norm class means (:func:`class_mean`) of the clips in ``groups`` (class
-    position -> training-clip indices), embedded by the strategy's network in eval mode; a
-    class without clips gets a zero row."""
-    dim = strategy.network.backbone.out_dim
-    means = torch.zeros(n, dim)
-    for c, idx in groups.items():
-        if len(idx):
-            means[c] = class_mean(strategy.embed_indices(dm, np.asarray(idx)))
-    return means
-
-
-class PODNet(Strategy):
+class PODNet(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         proxies: LSC proxies per class (10).
         scale_init: the learnt scale sigma at creation (1).
@@ -97,6 +85,7 @@ class PODNet(Strategy):
                      "lambda_c": NONNEG, "lambda_f": NONNEG, "nca.scale": POS, "nca.margin": NONNEG,
                      "nca.exclude_positive": Bool(), "nca.hinge": Bool(), "old_proxies_lr": NONNEG}
     needs_memory = True
+    keeps_exemplar_means = True
 
     def __init__(self, *args, proxies: int, scale_init: float, merge: str, lambda_c: float,
                  lambda_f: float, nca: Mapping, old_proxies_lr: float, finetune: Mapping,
@@ -110,23 +99,12 @@ class PODNet(Strategy):
         self.lambda_c, self.lambda_f = float(lambda_c), float(lambda_f)
         self.nca = {k: nca[k] for k in ("scale", "margin", "exclude_positive", "hinge")}
         self.old_proxies_lr, self.finetune = float(old_proxies_lr), dict(finetune)
-        self.teacher: FrozenCopy | None = None  # the backbone as the previous task left it
         self.register_buffer("class_means", torch.zeros(0, dim))
 
     # ---- structure -------------------------------------------------------------------------
-    @structural
-    def make_teacher(self) -> None:
-        """Freeze a copy of the backbone learnt so far."""
-        self.teacher = FrozenCopy(self.network.backbone)
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
-
-    def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:
-            self.make_teacher()
-        super().before_task(task, dm)
+    def teacher_module(self) -> nn.Module:
+        """The teacher is the backbone alone (POD compares embeddings and stage maps)."""
+        return self.network.backbone
 
     # ---- stages ----------------------------------------------------------------------------
     @property
@@ -164,8 +142,7 @@ class PODNet(Strategy):
         finetune stage's balanced training set. Depends only on the state at the stage's
         start (it is run again when a killed stage resumes)."""
         assert self.memory is not None and self.task is not None
-        self.objective.update_memory(self.memory, self.task, dm,
-                                     lambda idx: self.embed_indices(dm, idx))
+        self.objective.update_memory(self.memory, self.task, dm, self.feature_bank(dm))
 
     # ---- losses ----------------------------------------------------------------------------
     def distillation_terms(self, z: torch.Tensor, h: torch.Tensor,
@@ -195,11 +172,12 @@ class PODNet(Strategy):
     # ---- end of task, evaluation -------------------------------------------------------------
     def after_task(self, task: Task, dm) -> None:
         if task.index == 0:
-            super().after_task(task, dm)  # later tasks: the finetune stage set the memory
+            super().after_task(task, dm)  # exemplars and class means
+            return
         if self.teacher is not None:
             self.drop_teacher()
-        assert self.memory is not None
-        self.class_means = class_means_of(self, dm, self.memory.exemplars, task.total).to(self.device)
+        # the finetune stage set the memory; its class means with the finetuned network
+        self.set_exemplar_means(task.total, self.feature_bank(dm))
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)

@@ -35,19 +35,17 @@ competition, and matching mean norms would only move each class's decision thres
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from torch import nn
 
 from audiocil.core import Task
-from audiocil.heads.functional import class_mean, nme_logits
+from audiocil.heads.functional import nme_logits
 from audiocil.losses.distillation import weighted_kd_ce
 from audiocil.losses.weight_align import clip_nonnegative_, weight_align
-from audiocil.methods.base import FrozenCopy, Strategy, structural
+from audiocil.methods.base import DistillingStrategy
 from audiocil.schema import POS, Bool
 
 
-class WA(Strategy):
+class WA(DistillingStrategy):
     """Args (beyond :class:`Strategy`'s):
         T: distillation temperature (PyCIL: 2).
         clip_weights: clip the head's weight to >= 0 after every optimizer step (the paper:
@@ -57,13 +55,13 @@ class WA(Strategy):
     scenarios = ("standard", "fewshot")
     config_ranges = {"T": POS, "clip_weights": Bool()}
     needs_memory = True
+    keeps_exemplar_means = True
 
     def __init__(self, *args, T: float, clip_weights: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.memory is None:
             raise ValueError("method=wa needs a memory: set method.memory.size or method.memory.per_class")
         self.T, self.clip_weights = float(T), bool(clip_weights)
-        self.teacher: FrozenCopy | None = None  # backbone + head of the previous task
         self.gammas: list[float] = []  # the aligning factor of each task > 0
         self.register_buffer("class_means", torch.zeros(0, self.network.backbone.out_dim))
 
@@ -72,20 +70,6 @@ class WA(Strategy):
 
     def load_extra_state(self, state: dict) -> None:
         self.gammas = [float(g) for g in state.get("gammas", [])]
-
-    @structural
-    def make_teacher(self) -> None:
-        """Freeze a copy of what was learnt so far (before the head grows)."""
-        self.teacher = FrozenCopy(nn.Sequential(self.network.backbone, self.network.head))
-
-    @structural
-    def drop_teacher(self) -> None:
-        self.teacher = None
-
-    def before_task(self, task: Task, dm) -> None:
-        if task.index > 0:
-            self.make_teacher()
-        super().before_task(task, dm)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict]:
         net = self.network
@@ -110,16 +94,7 @@ class WA(Strategy):
 
     def after_task(self, task: Task, dm) -> None:
         self.align(task)
-        if self.teacher is not None:
-            self.drop_teacher()  # the next task freezes a fresh one
-        super().after_task(task, dm)  # herding exemplars with the aligned network
-        assert self.memory is not None
-        means = torch.zeros(task.total, self.class_means.shape[1])
-        for c in range(task.total):
-            idx = self.memory.exemplars.get(c, np.zeros(0, dtype=np.int64))
-            if len(idx):  # no exemplars: a zero mean, at distance 1 from every clip
-                means[c] = class_mean(self.embed_indices(dm, idx))
-        self.class_means = means.to(self.device)
+        super().after_task(task, dm)  # drops the teacher; exemplars and class means, aligned
 
     def eval_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits, feats = self.network(x)
