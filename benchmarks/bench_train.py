@@ -80,7 +80,9 @@ class Row:
     note: str = ""
     model_only_cpu: float | None = None  # samples per second of this process's CPU time
     end_to_end_cpu: float | None = None  # the same, of one process (rank 0)
-    steady: float | None = None          # end-to-end from batch WARMUP on, one process
+    model_only_step: float | None = None      # the median step's samples/s
+    model_only_step_cpu: float | None = None  # the same per CPU-second
+    steady: float | None = None          # end-to-end: the median step from batch WARMUP on, one process
     steady_cpu: float | None = None      # the same per CPU-second
     fixed_s: float | None = None         # fit seconds beyond its samples at the steady rate
 
@@ -101,18 +103,19 @@ class Row:
 
     @property
     def ratio_steady(self) -> float | None:
-        """steady end-to-end (one process) / model-only: the ratio without the fit's fixed cost."""
-        if self.ratio is None or self.steady is None:
+        """The median end-to-end step (one process) against the median model-only step: the
+        toolbox's cost per step, without the fit's fixed cost (start-up, first batches,
+        end-of-epoch work) and robust to bursts of load."""
+        if self.ratio is None or self.steady is None or not self.model_only_step:
             return None
-        return self.steady / self.model_only
+        return self.steady / self.model_only_step
 
     @property
     def ratio_steady_cpu(self) -> float | None:
-        """Per CPU-second, the fit's steady part only (no start-up, first batches or
-        end-of-stage checkpoint): the toolbox's cost per step."""
-        if self.ratio is None or not self.model_only_cpu or self.steady_cpu is None:
+        """:attr:`ratio_steady` per CPU-second."""
+        if self.ratio is None or not self.model_only_step_cpu or self.steady_cpu is None:
             return None
-        return self.steady_cpu / self.model_only_cpu
+        return self.steady_cpu / self.model_only_step_cpu
 
 
 # ---- the command line --------------------------------------------------------------------
@@ -142,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def device_of(a: argparse.Namespace) -> torch.device:
+def device_of(a: argparse.Namespace | None = None) -> torch.device:
+    """CUDA's first device when there is one, else the CPU."""
     return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
 
@@ -231,31 +235,37 @@ class Run:
         return self._load(self.cfg, state, self.scenario.objective)
 
 
+def median_rate(steps: list[tuple[float, float, int]], clock: int) -> float | None:
+    """Samples per second of the median step of ``(wall s, CPU s, samples)`` steps, by the
+    wall (``clock`` 0) or the CPU clock (1): robust to the bursts of a loaded machine."""
+    per_sample = sorted(st[clock] / st[2] for st in steps if st[2])
+    if not per_sample:
+        return None
+    mid = len(per_sample) // 2
+    median = per_sample[mid] if len(per_sample) % 2 else (per_sample[mid - 1] + per_sample[mid]) / 2
+    return 1.0 / median if median > 0 else None
+
+
 class StageClock(L.Callback):
     """Beside :class:`TaskCost`'s wall seconds inside ``Trainer.fit``: this process's CPU
-    seconds inside it, and the steady part, from the start of the stage's batch ``WARMUP``
-    (counted over its epochs) to the end of its last batch, in wall and CPU seconds; the
-    rest of the fit (start-up, the first batches, the end-of-stage checkpoint) is its fixed
-    cost. DataLoader worker processes are not counted (``data.num_workers`` is 0 by default)."""
+    seconds inside it, and the stage's steps from batch ``WARMUP`` on (counted over its
+    epochs), each from the end of the batch before (data, hooks, logging, callbacks and the
+    step itself), in wall and CPU seconds. DataLoader worker processes are not counted
+    (``data.num_workers`` is 0 by default)."""
 
     def __init__(self) -> None:
-        self.cpu_s = self.steady_s = self.steady_cpu_s = 0.0
-        self.batches = self.steady_samples = 0
-        self._t: tuple[float, float] | None = None
+        self.cpu_s, self.batches = 0.0, 0
+        self.steps: list[tuple[float, float, int]] = []
+        self._last: tuple[float, float] | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.cpu0 = time.process_time()
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if self.batches == WARMUP:
-            self._t = (time.perf_counter(), time.process_time())
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.batches += 1
-        if self._t is not None:
-            self.steady_samples += len(batch[1])
-            self.steady_s = time.perf_counter() - self._t[0]
-            self.steady_cpu_s = time.process_time() - self._t[1]
+        now = (time.perf_counter(), time.process_time())
+        if self.batches >= WARMUP and self._last is not None:
+            self.steps.append((now[0] - self._last[0], now[1] - self._last[1], len(batch[1])))
+        self._last, self.batches = now, self.batches + 1
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.cpu_s += time.process_time() - self.cpu0
@@ -299,9 +309,10 @@ def end_to_end(run: Run, measured: tuple[int, ...], a: argparse.Namespace) -> tu
             c, cpu = s.pop("clock"), s.pop("cpu")
             s["rate"] = c.samples * c.world / c.train_s if c.train_s > 0 and c.samples else None
             s["cpu_rate"] = c.samples / cpu.cpu_s if cpu.cpu_s > 0 and c.samples else None
-            if cpu.steady_samples and cpu.steady_s > 0:
-                s["steady_rate"] = cpu.steady_samples / cpu.steady_s  # one process's
-                s["steady_cpu_rate"] = cpu.steady_samples / cpu.steady_cpu_s
+            if device_of(a).type == "cpu":  # a GPU's steps are asynchronous
+                s["steady_rate"] = median_rate(cpu.steps, 0)  # one process's
+                s["steady_cpu_rate"] = median_rate(cpu.steps, 1)
+            if s.get("steady_rate"):
                 s["fixed_s"] = c.train_s - c.samples / s["steady_rate"]
             s["devices"] = c.world
         stages += [s for s in make.stages if full]
@@ -334,9 +345,10 @@ def amp_of(precision: str, device: torch.device):
 
 
 def timed_steps(strategy, stage, batch, steps: int, device: torch.device, precision: str,
-                steps_per_epoch: int) -> tuple[float, float]:
+                steps_per_epoch: int) -> tuple[float, float, list]:
     """Samples/s of the stage's training step on one in-memory batch, after WARMUP steps,
-    per second of wall time and per second of this process's CPU time.
+    per second of wall time and of this process's CPU time, and the timed steps'
+    ``(wall s, CPU s, samples)``.
 
     The step follows Lightning's automatic optimisation: the method's batch-start hook, its
     loss under autocast, zero_grad, backward (scaled for fp16), unscale, the method's
@@ -357,12 +369,14 @@ def timed_steps(strategy, stage, batch, steps: int, device: torch.device, precis
     strategy.train()
     strategy.on_fit_start()
     t0 = c0 = 0.0
+    times: list[tuple[float, float, int]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log without a trainer warns and does nothing
         for i in range(WARMUP + steps):
             if i == WARMUP:
                 sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
+            start = (time.perf_counter(), time.process_time())
             strategy.on_train_batch_start((x, y, idx), i)
             with autocast():
                 loss, _ = loss_fn(x, y)
@@ -381,9 +395,10 @@ def timed_steps(strategy, stage, batch, steps: int, device: torch.device, precis
                 if sched is not None:
                     sched.step()
             strategy.on_train_batch_end(loss, (x, y, idx), i)
-    sync(device)
+            if i >= WARMUP and device.type == "cpu":  # on a GPU it would need a sync per step
+                times.append((time.perf_counter() - start[0], time.process_time() - start[1], len(y)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return steps * len(y) / wall, steps * len(y) / cpu
+    return steps * len(y) / wall, steps * len(y) / cpu, times
 
 
 def model_only(run: Run, strategy, task, a: argparse.Namespace) -> dict[str, dict]:
@@ -416,9 +431,10 @@ def model_only(run: Run, strategy, task, a: argparse.Namespace) -> dict[str, dic
                             stage=i, sampler=stage.sampler, dataset=stage.dataset)
                 loader = dm.train_dataloader()
                 batch = next(iter(loader))
-                rate, cpu_rate = timed_steps(strategy, stage, batch, a.steps, device, a.precision,
-                                             len(loader))
-                out[stage.name].update(rate=rate, cpu_rate=cpu_rate, batch=len(batch[1]))
+                rate, cpu_rate, times = timed_steps(strategy, stage, batch, a.steps, device,
+                                                    a.precision, len(loader))
+                out[stage.name].update(rate=rate, cpu_rate=cpu_rate, batch=len(batch[1]),
+                                       step=median_rate(times, 0), step_cpu=median_rate(times, 1))
             if stage.end is not None:
                 stage.end(dm)
         finally:
@@ -454,9 +470,10 @@ def measure(method: str, a: argparse.Namespace) -> tuple[list[Row], list[dict]]:
                       model_only=m.get("rate"), end_to_end=s.get("rate"),
                       devices=s.get("devices", a.devices))
             row.steady, row.fixed_s = s.get("steady_rate"), s.get("fixed_s")
+            row.model_only_step = m.get("step")
             if device_of(a).type == "cpu":  # on a GPU the CPU time says nothing of the work
                 row.model_only_cpu, row.end_to_end_cpu = m.get("cpu_rate"), s.get("cpu_rate")
-                row.steady_cpu = s.get("steady_cpu_rate")
+                row.model_only_step_cpu, row.steady_cpu = m.get("step_cpu"), s.get("steady_cpu_rate")
             row.note = CLOSED_FORM if m["epochs"] == 0 else FIXED_ITEMS if m["fixed_items"] else ""
             if row.ratio is not None and row.ratio < GOAL:
                 row.note = f"below {GOAL}"
@@ -479,11 +496,11 @@ def line(row: Row) -> str:
            f"end-to-end {fmt(row.end_to_end):>7} samples/s  ratio {ratio_text(row.ratio)}"
            + (f"  ({row.note})" if row.note else ""))
     if row.steady is not None:
-        out += (f"\n  {'':<19}steady (from batch {WARMUP + 1}) {fmt(row.steady)} samples/s, ratio "
-                f"{ratio_text(row.ratio_steady)}; fixed cost {fmt(row.fixed_s, '.2f')} s per fit")
+        out += (f"\n  {'':<19}median step {fmt(row.model_only_step)} / {fmt(row.steady)} samples/s, "
+                f"ratio {ratio_text(row.ratio_steady)}; fixed cost {fmt(row.fixed_s, '.2f')} s per fit")
     if row.model_only_cpu:
         out += (f"; per CPU-second {fmt(row.model_only_cpu)} / {fmt(row.end_to_end_cpu)}, ratio "
-                f"{ratio_text(row.ratio_cpu)}, steady {ratio_text(row.ratio_steady_cpu)}")
+                f"{ratio_text(row.ratio_cpu)}, median step {ratio_text(row.ratio_steady_cpu)}")
     return out
 
 
@@ -492,8 +509,8 @@ def table(rows: list[Row], devices: int = 1) -> str:
     cpu = any(r.model_only_cpu for r in rows)
     ratio = "ratio" if devices == 1 else f"ratio (e2e / {devices} x model-only)"
     cols = ["method", "task", "stage", "batch", "items/epoch", "model-only samples/s",
-            "end-to-end samples/s", ratio, "steady ratio", "fixed s per fit"]
-    cols += ["ratio (CPU time)", "steady ratio (CPU time)"] if cpu else []
+            "end-to-end samples/s", ratio, "median-step ratio", "fixed s per fit"]
+    cols += ["ratio (CPU time)", "median-step ratio (CPU time)"] if cpu else []
     out = ["| " + " | ".join([*cols, "note"]) + " |", "|" + "---|" * (len(cols) + 1)]
     for r in rows:
         cells = [r.method, str(r.task), r.stage, fmt(r.batch, "d"), fmt(r.items, "d"),
@@ -543,9 +560,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
         if not lead:
             continue
         cost = costs[1]
-        print(f"{m}: task 1 as cost_per_task records it: {fmt(cost['train_samples_per_s'])} "
-              f"samples/s ({cost['train_samples']} samples in {cost['train_time_s']:.1f} s of "
-              f"Trainer.fit); {time.time() - t0:.0f} s", flush=True)
+        task1 = (f"{fmt(cost['train_samples_per_s'])} samples/s ({cost['train_samples']} samples "
+                 f"in {cost['train_time_s']:.1f} s of Trainer.fit)" if cost["train_samples"]
+                 else "no training sample (nothing trained by gradient)")
+        print(f"{m}: task 1 as cost_per_task records it: {task1}; {time.time() - t0:.0f} s",
+              flush=True)
         for r in got:
             print(line(r), flush=True)
         rows += got
