@@ -8,14 +8,20 @@ training stage is measured twice:
   batch hooks, e.g. GEM's gradient projection; backward; the stage's optimizer step), on
   one batch of the stage's own items held in memory on the device (log-mels of the
   dataset's shape, or waveforms with ``--cache waveform``), repeated ``--steps`` times after
-  two warm-up steps, on one device;
+  two warm-up steps, on one device, in two passes: just before and just after the
+  end-to-end task (so that a load that drifts weighs on both alike);
 * **end-to-end**: the same stage of a real run of the toolbox: the task sequencer's stage,
   one stock ``Trainer.fit`` through the datamodule with the run's callbacks and logger, for
   ``--epochs`` epochs over the stage's clips; samples / seconds inside ``Trainer.fit``,
   counted as ``results.json``'s ``cost_per_task`` counts them (:class:`TaskCost`, here one per
   stage; the task's own figure is printed too).
 
-and their ratio (goal: >= 0.95). The first task only prepares the second: it trains
+and their ratio (goal: >= 0.95). Beside them: the median step of each loop (robust to the
+bursts of a loaded machine) and their ratio, the fit's fixed cost (start-up, first batches,
+end-of-stage checkpoint: its seconds beyond its samples at the median step's rate; an
+estimate) and, on a CPU, both ratios per second of this process's CPU time. The end-to-end
+run recomputes the teachers' outputs (``--teacher-outputs cache`` is the toolbox's default,
+which skips them after a stage's first epoch). The first task only prepares the second: it trains
 ``--first-batches`` batches of one epoch, unless it is measured too: with ``--first-task``,
 or for a method whose encoder is frozen after the first task (acil, ds_al: the later tasks
 are fitted in closed form; fetril: they train a head on fixed embeddings), where the first
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import shutil
 import time
@@ -63,6 +70,7 @@ STANDARD = ("finetune", "replay", "ewc", "lwf", "icarl", "gem", "bic", "wa", "po
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 GOAL = 0.95
 WARMUP = 2  # model-only steps before the clock starts
+DISTINCT = 4  # model-only batches held in memory and taken in turn
 
 
 @dataclass
@@ -85,6 +93,8 @@ class Row:
     steady: float | None = None          # end-to-end: the median step from batch WARMUP on, one process
     steady_cpu: float | None = None      # the same per CPU-second
     fixed_s: float | None = None         # fit seconds beyond its samples at the steady rate
+    fixed_cpu_s: float | None = None     # the same in CPU seconds
+    model_only_passes: list[float] | None = None  # samples/s of the pass before and after
 
     @property
     def ratio(self) -> float | None:
@@ -127,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="smallcnn")
     p.add_argument("--methods", default=",".join(STANDARD), help="comma list (default: every standard method)")
     p.add_argument("--batch", type=int, default=None, help="method.batch_size (default: each method's own)")
-    p.add_argument("--steps", type=int, default=20, help="timed model-only steps (after 2 warm-up steps)")
+    p.add_argument("--steps", type=int, default=20,
+                   help="timed model-only steps of each pass (after 2 warm-up steps)")
     p.add_argument("--epochs", type=int, default=1, help="epochs of every measured training stage")
     p.add_argument("--limit-batches", type=int, default=None,
                    help="trainer.limit_train_batches of the measured stages (default: whole epochs)")
@@ -295,16 +306,25 @@ class StageClocks:
         return self.make(epochs, [*callbacks, clock, cpu], validate, reload)
 
 
-def end_to_end(run: Run, measured: tuple[int, ...], a: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+def end_to_end(run: Run, measured: tuple[int, ...], a: argparse.Namespace,
+               probe=None) -> tuple[list[dict], list[dict], dict[int, list]]:
     """Run the first two tasks through the task sequencer; per stage: samples/s inside
-    ``Trainer.fit`` (``rate``), and the tasks' ``cost_per_task`` rows."""
+    ``Trainer.fit`` (``rate``) and the clocks' other figures, and the tasks'
+    ``cost_per_task`` rows. ``probe(t)`` (the model-only measure) runs just before and just
+    after each measured task ``t``, so that a load that drifts weighs on both sides alike;
+    its results are returned by task."""
     cut = run.cfg.copy()
     cut.trainer.limit_train_batches = a.first_batches
     stages: list[dict] = []
+    probes: dict[int, list] = {}
     for task in run.tasks[:2]:
         full = task.index in measured
+        if full and probe is not None:
+            probes[task.index] = [probe(task.index)]
         make = StageClocks(run.trainer_factory(run.cfg if full else cut), run, not full)
         run.sequencer.run_task(task, run.strategy, run.dm, make)
+        if full and probe is not None:
+            probes[task.index].append(probe(task.index))
         for s in make.stages:
             c, cpu = s.pop("clock"), s.pop("cpu")
             s["rate"] = c.samples * c.world / c.train_s if c.train_s > 0 and c.samples else None
@@ -312,12 +332,27 @@ def end_to_end(run: Run, measured: tuple[int, ...], a: argparse.Namespace) -> tu
             if device_of(a).type == "cpu":  # a GPU's steps are asynchronous
                 s["steady_rate"] = median_rate(cpu.steps, 0)  # one process's
                 s["steady_cpu_rate"] = median_rate(cpu.steps, 1)
-            if s.get("steady_rate"):
+            if s.get("steady_rate"):  # estimates: negative when the load varies a lot
                 s["fixed_s"] = c.train_s - c.samples / s["steady_rate"]
+            if s.get("steady_cpu_rate"):
+                s["fixed_cpu_s"] = cpu.cpu_s - c.samples / s["steady_cpu_rate"]
             s["devices"] = c.world
         stages += [s for s in make.stages if full]
     costs = run.sequencer.record.to_json()["cost_per_task"]
-    return stages, costs
+    return stages, costs, probes
+
+
+def pooled(passes: list[dict]) -> dict:
+    """One stage's model-only figures over its passes: rates of the pooled samples and
+    seconds, the median step of all their steps, and each pass's rate."""
+    out = dict(passes[0])
+    if "samples" not in out:  # a closed-form stage
+        return out
+    n, wall, cpu = (sum(p[k] for p in passes) for k in ("samples", "wall", "cpu"))
+    times = [t for p in passes for t in p["times"]]
+    out.update(rate=n / wall, cpu_rate=n / cpu if cpu > 0 else None, step=median_rate(times, 0),
+               step_cpu=median_rate(times, 1), passes=[p["samples"] / p["wall"] for p in passes])
+    return out
 
 
 # ---- the model-only step ----------------------------------------------------------------
@@ -344,11 +379,11 @@ def amp_of(precision: str, device: torch.device):
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
 
 
-def timed_steps(strategy, stage, batch, steps: int, device: torch.device, precision: str,
-                steps_per_epoch: int) -> tuple[float, float, list]:
-    """Samples/s of the stage's training step on one in-memory batch, after WARMUP steps,
-    per second of wall time and of this process's CPU time, and the timed steps'
-    ``(wall s, CPU s, samples)``.
+def timed_steps(strategy, stage, batches: list, steps: int, device: torch.device, precision: str,
+                steps_per_epoch: int) -> dict:
+    """The stage's training step on in-memory batches (taken in turn), ``steps`` times after
+    WARMUP steps: ``samples``, ``wall`` and ``cpu`` seconds (this process's CPU time) of the
+    timed steps, and each one's ``(wall s, CPU s, samples)`` in ``times`` (on a CPU).
 
     The step follows Lightning's automatic optimisation: the method's batch-start hook, its
     loss under autocast, zero_grad, backward (scaled for fp16), unscale, the method's
@@ -357,7 +392,7 @@ def timed_steps(strategy, stage, batch, steps: int, device: torch.device, precis
     toolbox's, counted in the end-to-end figure."""
     from audiocil.optim import build
 
-    x, y, idx = to_device(batch, device)
+    batches = [to_device(b, device) for b in batches]
     loss_fn = stage.loss if stage.loss is not None else strategy.training_loss
     opt, sched = None, None
     if stage.optim is not None and strategy._groups:
@@ -377,7 +412,8 @@ def timed_steps(strategy, stage, batch, steps: int, device: torch.device, precis
                 sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
             start = (time.perf_counter(), time.process_time())
-            strategy.on_train_batch_start((x, y, idx), i)
+            x, y, idx = batch = batches[i % len(batches)]
+            strategy.on_train_batch_start(batch, i)
             with autocast():
                 loss, _ = loss_fn(x, y)
             if loss is not None and opt is not None:
@@ -394,16 +430,17 @@ def timed_steps(strategy, stage, batch, steps: int, device: torch.device, precis
                     opt.step()
                 if sched is not None:
                     sched.step()
-            strategy.on_train_batch_end(loss, (x, y, idx), i)
+            strategy.on_train_batch_end(loss, batch, i)
             if i >= WARMUP and device.type == "cpu":  # on a GPU it would need a sync per step
                 times.append((time.perf_counter() - start[0], time.process_time() - start[1], len(y)))
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return steps * len(y) / wall, steps * len(y) / cpu, times
+    return {"samples": steps * len(y), "wall": time.perf_counter() - t0,
+            "cpu": time.process_time() - c0, "times": times}
 
 
 def model_only(run: Run, strategy, task, a: argparse.Namespace) -> dict[str, dict]:
-    """Stage name -> {epochs, fixed_items, and for a trained stage rate, batch} of every stage
-    of ``task`` in order, with ``strategy`` in the state before the task; the stages follow each other as in the run (each one's ``begin``
+    """Stage name -> {epochs, fixed_items, and for a trained stage batch and
+    :func:`timed_steps`'s figures} of every stage of ``task`` in order, with ``strategy`` in
+    the state before the task; the stages follow each other as in the run (each one's ``begin``
     and ``end``), each trained only by its timed steps."""
     device, dm = device_of(a), run.dm
     dm.trainer = None  # a single-device loader, whatever the end-to-end run used
@@ -430,11 +467,10 @@ def model_only(run: Run, strategy, task, a: argparse.Namespace) -> dict[str, dic
                 dm.set_task(task.index, idx, task.total, stage.batch_size or strategy.batch_size,
                             stage=i, sampler=stage.sampler, dataset=stage.dataset)
                 loader = dm.train_dataloader()
-                batch = next(iter(loader))
-                rate, cpu_rate, times = timed_steps(strategy, stage, batch, a.steps, device,
-                                                    a.precision, len(loader))
-                out[stage.name].update(rate=rate, cpu_rate=cpu_rate, batch=len(batch[1]),
-                                       step=median_rate(times, 0), step_cpu=median_rate(times, 1))
+                batches = list(itertools.islice(loader, DISTINCT))  # in memory from here on
+                batches = [b for b in batches if len(b[1]) == len(batches[0][1])]  # one size
+                out[stage.name].update(batch=len(batches[0][1]), **timed_steps(
+                    strategy, stage, batches, a.steps, device, a.precision, len(loader)))
             if stage.end is not None:
                 stage.end(dm)
         finally:
@@ -457,23 +493,29 @@ def measure(method: str, a: argparse.Namespace) -> tuple[list[Row], list[dict]]:
     validate_run(cfg)
     run = Run(cfg, Path(a.out) / method)
     measured = (0, 1) if measures_first_task(cfg, a) else (1,)
-    stages, costs = end_to_end(run, measured, a)
-    if rank_zero_only.rank != 0:
+    lead = rank_zero_only.rank == 0  # a DDP worker only trains
+
+    def probe(t: int) -> dict[str, dict]:
+        strategy = run.fresh_strategy() if t == 0 else run.strategy_after(t - 1)
+        return model_only(run, strategy, run.tasks[t], a)
+
+    stages, costs, probes = end_to_end(run, measured, a, probe if lead else None)
+    if not lead:
         return [], costs
     rows = []
     for t in measured:
-        strategy = run.fresh_strategy() if t == 0 else run.strategy_after(t - 1)
         trained = {s["stage"]: s for s in stages if s["task"] == t}
-        for name, m in model_only(run, strategy, run.tasks[t], a).items():
-            s = trained.get(name, {})
+        for name in probes[t][0]:
+            m, s = pooled([p[name] for p in probes[t]]), trained.get(name, {})
             row = Row(method, t, name, batch=m.get("batch") or s.get("batch"), items=s.get("items"),
                       model_only=m.get("rate"), end_to_end=s.get("rate"),
                       devices=s.get("devices", a.devices))
             row.steady, row.fixed_s = s.get("steady_rate"), s.get("fixed_s")
-            row.model_only_step = m.get("step")
+            row.model_only_step, row.model_only_passes = m.get("step"), m.get("passes")
             if device_of(a).type == "cpu":  # on a GPU the CPU time says nothing of the work
                 row.model_only_cpu, row.end_to_end_cpu = m.get("cpu_rate"), s.get("cpu_rate")
                 row.model_only_step_cpu, row.steady_cpu = m.get("step_cpu"), s.get("steady_cpu_rate")
+                row.fixed_cpu_s = s.get("fixed_cpu_s")
             row.note = CLOSED_FORM if m["epochs"] == 0 else FIXED_ITEMS if m["fixed_items"] else ""
             if row.ratio is not None and row.ratio < GOAL:
                 row.note = f"below {GOAL}"
@@ -495,12 +537,16 @@ def line(row: Row) -> str:
            f"{fmt(row.items, 'd'):>5} items/epoch  model-only {fmt(row.model_only):>7}  "
            f"end-to-end {fmt(row.end_to_end):>7} samples/s  ratio {ratio_text(row.ratio)}"
            + (f"  ({row.note})" if row.note else ""))
+    if row.model_only_passes:
+        out += ("\n  " + " " * 19 + "model-only before / after the task: "
+                + " / ".join(fmt(v) for v in row.model_only_passes) + " samples/s")
     if row.steady is not None:
         out += (f"\n  {'':<19}median step {fmt(row.model_only_step)} / {fmt(row.steady)} samples/s, "
                 f"ratio {ratio_text(row.ratio_steady)}; fixed cost {fmt(row.fixed_s, '.2f')} s per fit")
     if row.model_only_cpu:
         out += (f"; per CPU-second {fmt(row.model_only_cpu)} / {fmt(row.end_to_end_cpu)}, ratio "
-                f"{ratio_text(row.ratio_cpu)}, median step {ratio_text(row.ratio_steady_cpu)}")
+                f"{ratio_text(row.ratio_cpu)}, median step {ratio_text(row.ratio_steady_cpu)}, "
+                f"fixed cost {fmt(row.fixed_cpu_s, '.2f')} CPU-s per fit")
     return out
 
 
@@ -510,14 +556,14 @@ def table(rows: list[Row], devices: int = 1) -> str:
     ratio = "ratio" if devices == 1 else f"ratio (e2e / {devices} x model-only)"
     cols = ["method", "task", "stage", "batch", "items/epoch", "model-only samples/s",
             "end-to-end samples/s", ratio, "median-step ratio", "fixed s per fit"]
-    cols += ["ratio (CPU time)", "median-step ratio (CPU time)"] if cpu else []
+    cols += ["ratio (CPU time)", "median-step ratio (CPU time)", "fixed CPU-s per fit"] if cpu else []
     out = ["| " + " | ".join([*cols, "note"]) + " |", "|" + "---|" * (len(cols) + 1)]
     for r in rows:
         cells = [r.method, str(r.task), r.stage, fmt(r.batch, "d"), fmt(r.items, "d"),
                  fmt(r.model_only), fmt(r.end_to_end), ratio_text(r.ratio),
                  ratio_text(r.ratio_steady), fmt(r.fixed_s, ".2f")]
         if cpu:
-            cells += [ratio_text(r.ratio_cpu), ratio_text(r.ratio_steady_cpu)]
+            cells += [ratio_text(r.ratio_cpu), ratio_text(r.ratio_steady_cpu), fmt(r.fixed_cpu_s, ".2f")]
         out.append("| " + " | ".join([*cells, r.note]) + " |")
     return "\n".join(out)
 
@@ -533,7 +579,8 @@ def header(a: argparse.Namespace) -> str:
             f"data.cache={a.cache}, data.teacher_outputs={a.teacher_outputs} (model-only: "
             f"recomputed), torch threads {torch.get_num_threads()}, "
             f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n"
-            f"model-only: {a.steps} timed steps on one in-memory batch (after {WARMUP}); "
+            f"model-only: {a.steps} timed steps on one in-memory batch (after {WARMUP}), "
+            f"before and after the end-to-end task; "
             f"end-to-end: {a.epochs} epoch(s) of Trainer.fit per stage, samples / time in fit "
             f"(as cost_per_task); goal: ratio >= {GOAL}"
             + ("; per CPU-second: the same work over this process's CPU time (robust to "

@@ -136,6 +136,7 @@ def test_bench_train_measures_finetune_and_a_method_with_a_teacher(shared_root, 
     assert [(r.method, r.task, r.stage, r.batch) for r in rows] == [("finetune", 1, "train", 16),
                                                                     ("lwf", 1, "train", 16)]
     for r in rows:
+        assert len(r.model_only_passes) == 2  # before and after the end-to-end task
         for v in (r.model_only, r.end_to_end, r.ratio, r.model_only_step, r.steady, r.ratio_steady,
                   r.model_only_cpu, r.end_to_end_cpu, r.ratio_cpu):
             assert v is not None and math.isfinite(v) and v > 0, r
