@@ -156,14 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def device_of(a: argparse.Namespace | None = None) -> torch.device:
+def device_of() -> torch.device:
     """CUDA's first device when there is one, else the CPU."""
     return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def overrides(method: str, a: argparse.Namespace) -> list[str]:
     """The run's config: the method's own settings, ``--epochs`` in every trained stage."""
-    gpu = device_of(a).type == "cuda"
+    gpu = device_of().type == "cuda"
     out = [f"method={method}", f"dataset={a.dataset}", f"backbone={a.backbone}",
            "trainer.enable_progress_bar=false", f"data.cache={a.cache}",
            f"data.teacher_outputs={a.teacher_outputs}", f"trainer.precision={a.precision}",
@@ -329,7 +329,7 @@ def end_to_end(run: Run, measured: tuple[int, ...], a: argparse.Namespace,
             c, cpu = s.pop("clock"), s.pop("cpu")
             s["rate"] = c.samples * c.world / c.train_s if c.train_s > 0 and c.samples else None
             s["cpu_rate"] = c.samples / cpu.cpu_s if cpu.cpu_s > 0 and c.samples else None
-            if device_of(a).type == "cpu":  # a GPU's steps are asynchronous
+            if device_of().type == "cpu":  # a GPU's steps are asynchronous
                 s["steady_rate"] = median_rate(cpu.steps, 0)  # one process's
                 s["steady_cpu_rate"] = median_rate(cpu.steps, 1)
             if s.get("steady_rate"):  # estimates: negative when the load varies a lot
@@ -442,7 +442,7 @@ def model_only(run: Run, strategy, task, a: argparse.Namespace) -> dict[str, dic
     :func:`timed_steps`'s figures} of every stage of ``task`` in order, with ``strategy`` in
     the state before the task; the stages follow each other as in the run (each one's ``begin``
     and ``end``), each trained only by its timed steps."""
-    device, dm = device_of(a), run.dm
+    device, dm = device_of(), run.dm
     dm.trainer = None  # a single-device loader, whatever the end-to-end run used
     seed_everything(run.cfg.seed * 7919 + task.index, workers=True, verbose=False)
     strategy.to(device)
@@ -512,7 +512,7 @@ def measure(method: str, a: argparse.Namespace) -> tuple[list[Row], list[dict]]:
                       devices=s.get("devices", a.devices))
             row.steady, row.fixed_s = s.get("steady_rate"), s.get("fixed_s")
             row.model_only_step, row.model_only_passes = m.get("step"), m.get("passes")
-            if device_of(a).type == "cpu":  # on a GPU the CPU time says nothing of the work
+            if device_of().type == "cpu":  # on a GPU the CPU time says nothing of the work
                 row.model_only_cpu, row.end_to_end_cpu = m.get("cpu_rate"), s.get("cpu_rate")
                 row.model_only_step_cpu, row.steady_cpu = m.get("step_cpu"), s.get("steady_cpu_rate")
                 row.fixed_cpu_s = s.get("fixed_cpu_s")
@@ -569,7 +569,7 @@ def table(rows: list[Row], devices: int = 1) -> str:
 
 
 def header(a: argparse.Namespace) -> str:
-    device = device_of(a)
+    device = device_of()
     where = (f"device {device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
              else "device cpu (no CUDA" + (": 16-mixed runs as bf16-mixed, as Lightning does"
                                            if a.precision == "16-mixed" else "") + ")")
