@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-slow test-all lint format bench-data bench-scale clean
+.PHONY: help venv run test test-slow test-all lint format bench-data bench-train bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ format: $(STAMP) ## ruff format
 
 bench-data: $(STAMP) ## data-pipeline benchmark: extraction, cache, model-only vs end-to-end samples/s
 	$(PY) benchmarks/bench_data.py $(ARGS)
+
+bench-train: $(STAMP) ## training benchmark: model-only vs end-to-end samples/s of every standard method (ARGS="--methods lwf,icarl")
+	$(PY) benchmarks/bench_train.py $(ARGS)
 
 bench-scale: $(STAMP) ## scale benchmark: peak RSS/PSS of a 50 000-clip run (mmap vs copy, 2 DDP ranks), embedded build times
 	$(PY) benchmarks/bench_scale.py $(ARGS)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 
 def compose(overrides: list[str], root: str):
@@ -32,6 +33,18 @@ def add_run_arguments(p: argparse.ArgumentParser, out: str, threads: int = 1) ->
 def extra_overrides(label: str, a: argparse.Namespace) -> list[str]:
     """``--set`` for every method and ``--set-for LABEL:...`` for this one."""
     return list(a.set) + [o.split(":", 1)[1] for o in a.set_for if o.split(":", 1)[0] == label]
+
+
+def stage_nodes(method_cfg, prefix: str = "method") -> list[str]:
+    """Dotted keys of every training stage's settings in a method's config."""
+    out = []
+    for key, node in method_cfg.items():
+        if isinstance(node, DictConfig):
+            if "epochs" in node and "optimizer" in node:
+                out.append(f"{prefix}.{key}")
+            else:
+                out += stage_nodes(node, f"{prefix}.{key}")
+    return out
 
 
 def run_table(labels: list[str], a: argparse.Namespace, overrides: Callable[[str], list[str]],

@@ -23,25 +23,11 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_common import add_run_arguments, compose, extra_overrides, run_table
+from bench_common import add_run_arguments, compose, extra_overrides, run_table, stage_nodes
 from omegaconf import OmegaConf
 
 METHODS = ("finetune,replay,ewc,lwf,icarl,gem,bic,wa,podnet,der,coil,acil,ds_al,foster,beef,"
            "fetril,joint")
-
-
-def stage_nodes(method_cfg, prefix: str = "method") -> list[str]:
-    """Dotted keys of every training stage's settings in a method's config."""
-    from omegaconf import DictConfig
-
-    out = []
-    for key, node in method_cfg.items():
-        if isinstance(node, DictConfig):
-            if "epochs" in node and "optimizer" in node:
-                out.append(f"{prefix}.{key}")
-            else:
-                out += stage_nodes(node, f"{prefix}.{key}")
-    return out
 
 
 def overrides(label: str, a: argparse.Namespace) -> list[str]:

@@ -232,6 +232,7 @@ def _load_script(path: Path):
     spec = importlib.util.spec_from_file_location(f"_docs_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import has it (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module
 

@@ -18,6 +18,7 @@ sys.path.insert(0, str(BENCH))  # as `python benchmarks/<script>.py` has it
 def load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # as an import would (dataclasses look their module up there)
     spec.loader.exec_module(mod)
     return mod
 
@@ -115,3 +116,63 @@ def test_peer_protocol_overrides_compose_and_its_render_is_a_split_folder(tmp_pa
 
     wave, sr = sf.read(ds.splits["test"].paths[0])
     assert sr == 16000 and len(wave) == 64000 and abs(abs(wave).max() - 0.9) < 1e-3
+
+
+TRAIN_TINY = ["dataset.loader.n_classes=8", "scenario.init_cls=4", "scenario.increment=4",
+              "dataset.frontend.n_mels=32", "dataset.frontend.hop_length=512", "backbone.width=8",
+              "logger=csv"]
+
+
+def test_bench_train_measures_finetune_and_a_method_with_a_teacher(shared_root, tmp_path, capsys):
+    """benchmarks/bench_train.py on synth20: model-only and end-to-end samples/s of the second
+    task's stage of finetune and of LwF (whose step includes its teacher's forward), finite
+    and positive, in the printed table."""
+    import math
+
+    mod = load("bench_train")
+    argv = ["--dataset", "synth20", "--methods", "finetune,lwf", "--steps", "1", "--epochs", "1",
+            "--batch", "16", "--limit-batches", "3", "--first-batches", "1", "--threads", "1",
+            "--root", str(shared_root), "--out", str(tmp_path / "out"),
+            *[f"--set={o}" for o in TRAIN_TINY]]
+    rows = mod.main(argv)
+    assert [(r.method, r.task, r.stage, r.batch) for r in rows] == [("finetune", 1, "train", 16),
+                                                                    ("lwf", 1, "train", 16)]
+    for r in rows:
+        assert len(r.model_only_passes) == 2  # before and after the end-to-end task
+        for v in (r.model_only, r.end_to_end, r.ratio, r.model_only_step, r.steady, r.ratio_steady,
+                  r.model_only_cpu, r.end_to_end_cpu, r.ratio_cpu):
+            assert v is not None and math.isfinite(v) and v > 0, r
+        assert r.items > 3 * 16  # the stage's clips per epoch, not the batches it was limited to
+    out = capsys.readouterr().out
+    assert "| lwf | 1 | train | 16 |" in out and "device cpu (no CUDA)" in out
+    assert (tmp_path / "out" / "table.md").read_text().count("| finetune |") == 1
+
+
+def test_bench_train_stage_notes_and_settings():
+    """Closed-form and fixed-embedding stages say n/a (no ratio); the first task is measured
+    where the encoder is frozen after it; every trained stage gets --epochs, a closed-form
+    one keeps its 0; AMP on a CPU falls back to bf16 as Lightning does."""
+    import torch
+
+    mod = load("bench_train")
+    closed = mod.Row("acil", 1, "analytic", note=mod.CLOSED_FORM)
+    fixed = mod.Row("fetril", 1, "classifier", 128, 400, 900.0, 300.0, note=mod.FIXED_ITEMS)
+    ok = mod.Row("lwf", 1, "train", 128, 2000, 100.0, 97.0, model_only_cpu=50.0, end_to_end_cpu=49.0)
+    assert closed.ratio is None and fixed.ratio is None and ok.ratio == 0.97
+    assert ok.ratio_cpu == 0.98 and ok.ratio_steady is None
+    text = mod.table([closed, fixed, ok])
+    assert "| acil | 1 | analytic | - | - | - | - | n/a |" in text and "| 0.97 |" in text
+    assert mod.Row("der", 1, "train", 128, 2000, 100.0, 300.0, devices=4).ratio == 0.75
+
+    args = mod.build_parser().parse_args(["--epochs", "3"])
+    for method, first in [("acil", True), ("fetril", True), ("lwf", False)]:
+        cfg = compose(mod.overrides(method, args))
+        assert mod.measures_first_task(cfg, args) is first
+        assert cfg.method.first_task.epochs == 3 and cfg.data.teacher_outputs == "recompute"
+        assert cfg.method.later_tasks.epochs == (0 if method == "acil" else 3)
+    cfg = compose(mod.overrides("foster", args))
+    assert cfg.method.compression.epochs == 3 and cfg.trainer.accelerator == "cpu"
+    autocast, scaler = mod.amp_of("16-mixed", torch.device("cpu"))
+    with autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert scaler is None and mod.amp_of("32-true", torch.device("cpu"))[1] is None
