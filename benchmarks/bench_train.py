@@ -197,10 +197,9 @@ class Run:
 
     def __init__(self, cfg, run_dir: Path) -> None:
         from audiocil.config import check_against_tasks
-        from audiocil.data.datamodule import CILDataModule
         from audiocil.engine.sequencer import TaskSequencer
         from audiocil.report.dashboard import build_logger
-        from audiocil.run import build_named, build_strategy, load_strategy
+        from audiocil.run import build_datamodule, build_named, build_strategy, load_strategy
 
         torch.set_float32_matmul_precision("high")
         seed_everything(cfg.seed, workers=True, verbose=False)
@@ -212,11 +211,7 @@ class Run:
             raise SystemExit(f"bench_train: {cfg.dataset.name} makes {len(self.tasks)} task(s); "
                              "the benchmark measures the second")
         check_against_tasks(cfg, self.tasks)
-        self.dm = CILDataModule(dataset, order, cfg.paths.cache_dir, dict(cfg.dataset.frontend),
-                                cache=cfg.data.cache,
-                                on_bad_file=cfg.dataset.loader.get("on_bad_file", "error"),
-                                num_workers=cfg.data.num_workers, seed=cfg.seed,
-                                verify_cache=cfg.data.get("verify_cache", "quick"))
+        self.dm = build_datamodule(cfg, dataset, order)
         self.dm.prepare()
         self.strategy = build_strategy(cfg, self.scenario.objective)
         meta = {"method": cfg.method.name, "dataset": cfg.dataset.name,
