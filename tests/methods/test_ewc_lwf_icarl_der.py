@@ -123,26 +123,37 @@ def test_lwf_icarl_teacher_is_frozen(method, shared_root, tmp_path, monkeypatch)
         assert res["nme"] is None
 
 
-# iCaRL on 4 + 2 + 2 classes, 3 epochs per task, 5 exemplars per class at the end, as the
-# code before batched herding (one class at a time, class means re-embedded) computed them
-ICARL_RECORDED = {
-    "cnn": [[87.5], [70.0, 100.0], [81.25, 82.5, 100.0]],
-    "nme": [[95.0], [95.0, 100.0], [85.0, 100.0, 97.5]],
-    "exemplars": {0: [94, 90, 86, 110, 95], 1: [124, 154, 146, 127, 133], 2: [31, 38, 22, 18, 4],
-                  3: [184, 167, 181, 171, 195], 4: [233, 215, 230, 238, 220],
-                  5: [270, 279, 256, 261, 275], 6: [295, 291, 290, 286, 284], 7: [56, 77, 53, 52, 59]},
-}
+def one_class_at_a_time(features, counts, m, block=None):
+    """herding_select_classes as the per-class reference loop computes it (-1: no pick)."""
+    from tests.metrics.test_memory import reference_herding
+
+    out = torch.full((len(counts), m), -1, dtype=torch.long)
+    start = 0
+    for row, n in enumerate(counts):
+        picks = reference_herding(features[start:start + n], m)
+        out[row, :len(picks)] = torch.tensor(picks, dtype=torch.long)
+        start += n
+    return out
 
 
-def test_icarl_figures_are_those_of_one_class_at_a_time_herding(shared_root, tmp_path):
-    """Herding all of a task's classes at once on the device, and class means from the rows
-    herding embedded, changed no exemplar and no figure (issue 13, item 4)."""
-    res = run_method("icarl", shared_root, tmp_path, "scenario.increment=2",
-                     "method.memory.size=40", "method.first_task.epochs=3", "method.later_tasks.epochs=3")
-    assert res["accuracy_matrix"] == ICARL_RECORDED["cnn"]
-    assert res["nme"]["accuracy_matrix"] == ICARL_RECORDED["nme"]
-    exemplars = strategy_after(tmp_path, 2).memory.exemplars
-    assert {int(c): v.tolist() for c, v in exemplars.items()} == ICARL_RECORDED["exemplars"]
+def test_icarl_figures_are_those_of_one_class_at_a_time_herding(shared_root, tmp_path, monkeypatch):
+    """Herding all of a task's classes at once on the device changed no exemplar and no
+    figure of a run: iCaRL on 4 + 2 + 2 classes, 3 epochs per task, 5 exemplars per class at
+    the end, against the same run with the per-class reference loop (issue 13, item 4)."""
+    import audiocil.data.memory as memory
+
+    extra = ("scenario.increment=2", "method.memory.size=40", "method.first_task.epochs=3",
+             "method.later_tasks.epochs=3")
+    runs = {}
+    for name in ("batched", "reference"):
+        if name == "reference":
+            monkeypatch.setattr(memory, "herding_select_classes", one_class_at_a_time)
+        res = run_method("icarl", shared_root, tmp_path / name, *extra)
+        exemplars = strategy_after(tmp_path / name, 2).memory.exemplars
+        runs[name] = (res["accuracy_matrix"], res["nme"]["accuracy_matrix"],
+                      {int(c): v.tolist() for c, v in exemplars.items()})
+    assert runs["batched"] == runs["reference"]
+    assert sum(len(v) for v in runs["batched"][2].values()) == 40
 
 
 def test_der_grows_and_freezes(shared_root, tmp_path):
