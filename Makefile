@@ -43,7 +43,7 @@ bench-data: $(STAMP) ## data-pipeline benchmark: extraction, cache, model-only v
 bench-train: $(STAMP) ## training benchmark: model-only vs end-to-end samples/s of every standard method (ARGS="--methods lwf,icarl")
 	$(PY) benchmarks/bench_train.py $(ARGS)
 
-bench-scale: $(STAMP) ## scale benchmark: peak RSS/PSS of a 50 000-clip run (mmap vs copy, 2 DDP ranks), embedded build times
+bench-scale: $(STAMP) ## scale benchmark: peak RSS/PSS of a 50 000-clip run (read from the file vs copied, 2 DDP ranks), embedded build times
 	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 clean: ## remove outputs/ (runs, embedded datasets, feature cache)

@@ -16,9 +16,9 @@ one's peak resident set (``ru_maxrss``) and peak proportional set (PSS, sampled 
 so the PSS of several processes add up to what they hold together):
 
 - ``copy``: ``serve=copy``, every split copied into the process (the pre-issue-13 path);
-- ``mmap``: features served from the memory map; and the same on a 2 000-clip entry, to show
-  that the peak does not grow with the dataset;
-- ``ddp mmap``: two DDP ranks (``ddp`` on CPU, gloo) on one machine: their PSS summed.
+- ``file``: rows read from the cache's file as batches need them (the default); and the same
+  on a 2 000-clip entry, to show that the peak does not grow with the dataset;
+- ``ddp file``: two DDP ranks (``ddp`` on CPU, gloo) on one machine: their PSS summed.
 
 The folder is deleted at the end (``--keep`` keeps it).
 
@@ -123,7 +123,7 @@ def train(args) -> None:
 
     from audiocil.config import compose
     from audiocil.core import Task
-    from audiocil.data.datamodule import READ_WINDOW_BYTES, CILDataModule
+    from audiocil.data.datamodule import CILDataModule
     from audiocil.run import build_strategy
 
     torch.set_num_threads(1 if args.ddp else 2)
@@ -162,7 +162,6 @@ def train(args) -> None:
            "peak_pss_mb": probe.peak["Pss"] / 1024, "peak_rss_mb": probe.peak["Rss"] / 1024,
            "peak_pss_anon_mb": probe.peak["Pss_Anon"] / 1024,
            "peak_pss_file_mb": probe.peak["Pss_File"] / 1024, "before_data_mb": model_kb / 1024,
-           "window_mb": READ_WINDOW_BYTES / 2**20,
            "dataset_mb": args.clips * int(np.prod(SHAPE)) * 2 / 2**20}
     Path(args.out, f"rank{trainer.global_rank}.json").write_text(json.dumps(out))
 
@@ -207,9 +206,9 @@ def memory(args) -> None:
               f"{args.batch}, SmallCNN width {args.width}", flush=True)
         common = dict(batches=args.batches, batch=args.batch, width=args.width)
         measured(work, "copy", args.clips, "ls100synth", "copy", **common)
-        measured(work, "mmap", args.clips, "ls100synth", "mmap", **common)
-        measured(work, "mmap, 2000 clips", 2000, "ls100small", "mmap", **common)
-        measured(work, "ddp mmap", args.clips, "ls100synth", "mmap", ddp=True, **common)
+        measured(work, "file", args.clips, "ls100synth", "file", **common)
+        measured(work, "file, 2000 clips", 2000, "ls100small", "file", **common)
+        measured(work, "ddp file", args.clips, "ls100synth", "file", ddp=True, **common)
         if args.ddp_copy:
             measured(work, "ddp copy", args.clips, "ls100synth", "copy", ddp=True, **common)
     finally:
@@ -243,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line (tests/test_docs_commands.py parses the documented ones with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command")
-    mem = sub.add_parser("memory", help="peak RSS / PSS of a 50 000-clip run: mmap vs copy, DDP")
+    mem = sub.add_parser("memory", help="peak RSS / PSS of a 50 000-clip run: read from the file vs copied, DDP")
     mem.add_argument("--clips", type=int, default=50000)
     mem.add_argument("--batches", type=int, default=200)
     mem.add_argument("--batch", type=int, default=64)
@@ -262,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--clips", type=int, required=True)
         p.add_argument("--name", required=True)
         if name == "_train":
-            p.add_argument("--serve", choices=["copy", "mmap"], required=True)
+            p.add_argument("--serve", choices=["copy", "file"], required=True)
             p.add_argument("--batches", type=int, required=True)
             p.add_argument("--batch", type=int, required=True)
             p.add_argument("--out", required=True)

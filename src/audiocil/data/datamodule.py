@@ -1,14 +1,16 @@
-"""The datamodule: cached features served from the cache's memory map, one task at a time.
+"""The datamodule: cached features read from the cache's files on demand, one task at a time.
 
 Class ids are remapped to their position in the class order, so the classes of task t
 occupy the contiguous positions ``known..total-1`` of a growing classifier.
 
-Memory. The features are not copied into the process: :class:`MappedFeatures` reads rows
-from a read-only shared memory map of the cache entry's ``data.npy``. Its pages live in the
-kernel's page cache, one copy per machine, shared by DataLoader workers, DDP ranks and
-parallel sweep jobs; each process holds only what it copies out (a batch) plus a bounded
-window of mapped pages (:data:`READ_WINDOW_BYTES`, released after that much has been
-read). ``serve="copy"`` restores the old behaviour (every split copied into RAM).
+Memory. The features are not copied into the process: :class:`FileFeatures` reads the rows
+a batch needs from the cache entry's ``data.npy`` with positioned reads (``pread``). The
+file's pages live in the kernel's page cache, one copy per machine, shared by DataLoader
+workers, DDP ranks and parallel sweep jobs; each process holds only the rows it has read
+(a batch). Nothing of the file is mapped: a memory map's pages count in the resident set
+of the process that touches them, and on kernels whose page cache holds large folios one
+51 KB row read through a map made about 0.8 MB resident (benchmarks/bench_scale.py).
+``serve="copy"`` restores the old behaviour (every split copied into RAM).
 
 Several processes. The global rank 0 builds a missing cache entry; every other rank waits
 for it (:func:`launch_rank`, ``cached_array(build=False)``), so a cache on a file system
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import mmap
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -35,90 +36,113 @@ from audiocil.data.samplers import EpisodeBatchSampler
 
 log = logging.getLogger(__name__)
 
-#: Mapped bytes a process reads before it releases the mapping's pages from its resident
-#: set (they stay in the page cache): the bound on a process's share of the features.
-READ_WINDOW_BYTES = 64 << 20
-SERVE_MODES = ("mmap", "copy")
+SERVE_MODES = ("file", "copy")
 #: How long a rank other than 0 waits for rank 0 to build a cache entry (seconds).
 CACHE_WAIT_SECONDS = float(os.environ.get("AUDIOCIL_CACHE_WAIT_S", 4 * 3600))
 
 
-class MappedFeatures:
-    """The rows of a ``.npy`` array, read through a read-only shared memory map.
+class FileFeatures:
+    """The rows of a ``.npy`` array, read from the file when asked for.
 
     ``x[i]`` is the (F, T) (or (S,)) tensor of row ``i``; ``x[idx]`` with an index array,
-    list, tensor or slice is a (B, F, T) tensor. Both are copies, in the file's dtype
-    (float16 for the cache), so callers may keep or modify them.
-
-    Reading touches pages of the mapping, which the kernel counts in the process's resident
-    set while they are mapped. After every ``window_bytes`` read the pages are released
-    (``madvise(MADV_DONTNEED)``): they stay in the page cache, shared by every process that
-    maps the file, so the next read of them is a minor fault, not a disk read. The kernel
-    also maps cached neighbours of a faulting page (fault-around, 64 KiB), so with random
-    rows the resident part of the map peaks at about twice ``window_bytes``.
+    list, tensor or slice is a (B, F, T) tensor. Both are fresh arrays in the file's dtype
+    (float16 for the cache), so callers may keep or modify them. Each run of consecutive
+    rows is one positioned read (``os.preadv`` into the output), which goes through the
+    page cache without mapping the file: the process's resident set grows by the rows it
+    returns, nothing more. The descriptor is position-free, so forked DataLoader workers
+    share it; a spawned worker (pickling) opens the file again.
 
     Args:
         path: the ``.npy`` file (format 1.0-3.0, C order).
-        window_bytes: bytes read between releases.
     """
 
-    def __init__(self, path: str | os.PathLike, window_bytes: int = READ_WINDOW_BYTES) -> None:
-        self.path, self.window_bytes = str(path), int(window_bytes)
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
         self._open()
 
     def _open(self) -> None:
-        header = np.load(self.path, mmap_mode="r")  # parses the header; its map is dropped
-        if not header.flags.c_contiguous:
-            raise ValueError(f"{self.path}: only C-ordered arrays are served")
-        shape, dtype, offset = header.shape, header.dtype, int(header.offset)
-        del header
+        fmt = np.lib.format
         with open(self.path, "rb") as f:
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        self.array = np.ndarray(shape, dtype=dtype, buffer=self._map, offset=offset)
-        self._since_release = 0
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+        if fortran:
+            raise ValueError(f"{self.path}: only C-ordered arrays are served")
+        self._shape, self._np_dtype, self._offset = tuple(shape), np.dtype(dtype), int(offset)
+        self._row_bytes = int(np.prod(self._shape[1:], dtype=np.int64)) * self._np_dtype.itemsize
+        need, size = self._offset + len(self) * self._row_bytes, os.path.getsize(self.path)
+        if size < need:
+            raise OSError(f"{self.path}: {size} bytes where its header says {need}; the cache "
+                          "entry is truncated (delete it to rebuild)")
+        self._fd = os.open(self.path, os.O_RDONLY)
 
-    def __getstate__(self) -> dict:  # spawned DataLoader workers reopen the file
-        return {"path": self.path, "window_bytes": self.window_bytes}
+    def __getstate__(self) -> dict:
+        return {"path": self.path}
 
     def __setstate__(self, state: dict) -> None:
-        self.path, self.window_bytes = state["path"], state["window_bytes"]
+        self.path = state["path"]
         self._open()
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.array.shape)
+        return tuple(self._shape)
 
     @property
     def dtype(self) -> torch.dtype:
-        return torch.from_numpy(np.empty(0, self.array.dtype)).dtype
+        return torch.from_numpy(np.empty(0, self._np_dtype)).dtype
 
     def __len__(self) -> int:
-        return int(self.array.shape[0])
+        return int(self._shape[0])
 
     def element_size(self) -> int:
-        return int(self.array.dtype.itemsize)
+        return int(self._np_dtype.itemsize)
 
     def __getitem__(self, idx) -> torch.Tensor:
         if isinstance(idx, torch.Tensor):
             idx = idx.numpy()
-        if isinstance(idx, (int, np.integer, slice)):
-            out = np.array(self.array[int(idx) if not isinstance(idx, slice) else idx])
-        else:  # an index array: numpy's take already copies
-            out = self.array[np.asarray(idx)]
-        self._account(out.nbytes)
-        return torch.from_numpy(out)
+        n = len(self)
+        if isinstance(idx, (int, np.integer)):
+            i = int(idx) + n if int(idx) < 0 else int(idx)
+            if not 0 <= i < n:
+                raise IndexError(f"row {int(idx)} out of range for {n} rows of {self.path}")
+            return torch.from_numpy(self._rows(np.array([i]))[0])
+        rows = (np.arange(*idx.indices(n)) if isinstance(idx, slice)
+                else np.asarray(idx, dtype=np.int64))
+        if rows.ndim != 1:
+            raise IndexError(f"{self.path}: rows are indexed by an int, a slice or a 1-d array")
+        rows = np.where(rows < 0, rows + n, rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise IndexError(f"rows out of range for {n} rows of {self.path}")
+        return torch.from_numpy(self._rows(rows))
 
-    def _account(self, nbytes: int) -> None:
-        self._since_release += nbytes
-        if self._since_release >= self.window_bytes:
-            self.release()
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self._shape[1:]), dtype=self._np_dtype)
+        if not len(rows):
+            return out
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        # runs of consecutive rows: [starts[k], ends[k]) in ``rows``
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [len(rows)]))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            self._read_into(flat[a:b].reshape(-1), self._offset + int(rows[a]) * self._row_bytes)
+        return out
 
-    def release(self) -> None:
-        """Drop the mapping's pages from this process's resident set (not from the page
-        cache)."""
-        self._since_release = 0
-        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED)
+    def _read_into(self, buf: np.ndarray, offset: int) -> None:
+        view, done = memoryview(buf), 0
+        while done < len(view):
+            got = os.preadv(self._fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise OSError(f"{self.path}: file ended at byte {offset + done} while reading "
+                              "a row; the cache entry is truncated (delete it to rebuild)")
+            done += got
 
 
 class ArrayDataset(Dataset):
@@ -130,7 +154,7 @@ class ArrayDataset(Dataset):
             :meth:`CILDataModule.set_target_mask`); None serves the targets as they are.
     """
 
-    def __init__(self, data: MappedFeatures | torch.Tensor, targets: torch.Tensor,
+    def __init__(self, data: FileFeatures | torch.Tensor, targets: torch.Tensor,
                  indices: np.ndarray, target_mask: torch.Tensor | None = None) -> None:
         self.data, self.targets, self.indices = data, targets, np.asarray(indices, dtype=np.int64)
         self.target_mask = target_mask
@@ -255,8 +279,8 @@ class CILDataModule(L.LightningDataModule):
             ``off`` (sizes, headers), ``quick`` (+ sampled blocks) or ``full`` (every block).
         num_workers: DataLoader workers (0 is usually fastest: reading a row is a copy).
         seed: seeds the per-epoch shuffles.
-        serve: ``mmap`` (default) reads rows from the cache's shared memory map
-            (:class:`MappedFeatures`); ``copy`` copies every split into this process's RAM
+        serve: ``file`` (default) reads the rows a batch needs from the cache's files
+            (:class:`FileFeatures`); ``copy`` copies every split into this process's RAM
             first (the pre-issue-13 behaviour, kept for comparison: same values, same
             results).
         eval_per_class: ``data.eval_clips_per_class``: evaluation (val and test) reads only
@@ -272,7 +296,7 @@ class CILDataModule(L.LightningDataModule):
     def __init__(self, dataset: AudioDataset, class_order: Sequence[int], cache_dir: str,
                  frontend: dict, cache: str = "features", on_bad_file: str = "error",
                  num_workers: int = 0, seed: int = 0, verify_cache: str = "quick",
-                 serve: str = "mmap", eval_per_class: int | None = None) -> None:
+                 serve: str = "file", eval_per_class: int | None = None) -> None:
         super().__init__()
         if cache not in ("features", "waveform"):
             raise ValueError(f"data.cache must be features|waveform, got {cache!r}")
@@ -289,7 +313,7 @@ class CILDataModule(L.LightningDataModule):
         self.cache_dir, self.frontend_cfg, self.cache = cache_dir, dict(frontend), cache
         self.on_bad_file, self.num_workers, self.seed = on_bad_file, num_workers, seed
         self.verify_cache = verify_cache
-        self.data: dict[str, MappedFeatures | torch.Tensor] = {}
+        self.data: dict[str, FileFeatures | torch.Tensor] = {}
         self.targets: dict[str, torch.Tensor] = {}
         self.valid: dict[str, np.ndarray] = {}
         self.skipped: dict[str, list[str]] = {}
@@ -329,7 +353,7 @@ class CILDataModule(L.LightningDataModule):
             if self.serve == "copy":
                 self.data[split] = torch.from_numpy(np.array(data))  # into this process's RAM
             else:
-                self.data[split] = MappedFeatures(data.filename)
+                self.data[split] = FileFeatures(data.filename)
             del data
             targets = self.dataset.splits[split].targets
             if self.dataset.multilabel:
