@@ -521,9 +521,7 @@ def test_dataset_yaml_matches_the_loader_defaults(name):
     for key, value in loader.items():
         if key in var_defaults:
             assert value == var_defaults[key], key
-        elif key not in ("data_dir", "sample_rate", "format_version"):
-            # format_version: the yaml pins the version every published figure was measured
-            # on (1); the builder's default is its newest (2)
+        elif key not in ("data_dir", "sample_rate"):
             default = params[key].default
             assert value == (list(default) if isinstance(default, tuple) else default), key
     assert set(var_defaults) <= set(loader)
