@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--phase0-from", type=Path, default=None,
                     help="the run directory whose phase 0 the others start from (default: "
                          "the first method's); lets a second process share it")
+    ap.add_argument("--set", action="append", default=[],
+                    help="extra Hydra override for every run, repeatable (as after --)")
     return ap
 
 
@@ -137,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     args = build_parser().parse_args(argv)
+    extra = [*args.set, *extra]
 
     import torch
 

@@ -59,7 +59,7 @@ def test_every_kind_of_command_is_collected():
         "python -m audiocil resume=outputs/cil/runs/YYYY-MM-DD_HH-MM-SS",
         "python -m audiocil.evaluate outputs/cil/runs/YYYY-MM-DD_HH-MM-SS --task 4 --devices 2",
         "PYTHONPATH=src python benchmarks/fewshot_table.py --trials 3 --epochs 8 --width 8 "
-        "--n-mels 64 --out outputs/fewshot_table",  # two lines in docs/fewshot.md
+        "--n-mels 64 --set dataset.loader.format_version=1 --out outputs/fewshot_table",  # two lines
         "dataset.on_bad_file=skip",
         "dataset.soundfont=/path/any.sf2",
     ):
