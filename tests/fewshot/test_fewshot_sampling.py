@@ -70,6 +70,8 @@ def test_tasks_base_then_sessions_per_trial_in_label_order():
         (0, 1, 6, 8), (0, 2, 8, 10), (0, 3, 10, 12), (1, 1, 6, 8), (1, 2, 8, 10), (1, 3, 10, 12)]
     assert [sc.starts_from(t) for t in tasks] == [None, None, None, None, 0, None, None]
     assert sc.keep_checkpoint(0) and not sc.keep_checkpoint(3)
+    # results are written after the base session and each trial's last session only
+    assert [sc.outputs_due(t, tasks) for t in tasks] == [True, False, False, True, False, False, True]
 
 
 def test_sessions_default_to_what_fits_and_too_many_is_an_error():

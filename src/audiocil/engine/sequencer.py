@@ -222,8 +222,10 @@ class TaskSequencer(L.Callback):
             prev = self.ckpt_dir / f"task_{task.index - 1}.pt"
             if keep is not None and task.index > 0 and not keep(task.index - 1) and prev.exists():
                 prev.unlink()  # the scenario needs only some of the earlier task checkpoints
-            write_outputs(self.record, self.run_dir)
-            log.info("\n%s", self.record.table())
+            due = getattr(self.scenario, "outputs_due", None)
+            if due is None or due(task, self.tasks):
+                write_outputs(self.record, self.run_dir)
+                log.info("\n%s", self.record.table())
             for fn in self.after_task:
                 fn(self.record, task)
         trainer.strategy.barrier()
