@@ -140,7 +140,7 @@ class FewShotScenario:
         The record itself grows after every session and is in every task checkpoint, so a
         resumed run loses nothing."""
         nxt = task.index + 1
-        return nxt >= len(tasks) or getattr(tasks[nxt], "session", 1) <= 1
+        return nxt >= len(tasks) or tasks[nxt].session == 1  # the next starts a trial
 
     def evaluate(self, trainer, strategy, dm, task: Task, tasks: list[Task]) -> dict:
         """Correct top-1 predictions and test clips of every seen class, per classifier."""
